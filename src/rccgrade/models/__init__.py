@@ -1,0 +1,1 @@
+"""rccgrade.models stage."""

@@ -1,0 +1,1 @@
+"""rccgrade.radiomics stage."""

@@ -1,0 +1,1 @@
+"""rccgrade.synth stage."""
