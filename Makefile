@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 	$(PIP) install --quiet --no-build-isolation pyradiomics==3.0.1
 	$(PIP) install --quiet -r requirements.lock
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -c "import radiomics.cMatrices, torch, monai, SimpleITK; print('rccgrade environment ready')"
+	$(BIN)/python -c "from radiomics import cMatrices, cShape; import torch, monai, SimpleITK; print('rccgrade environment ready')"
 	@touch $(STAMP)
 
 demo: $(STAMP)
