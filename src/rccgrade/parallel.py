@@ -97,12 +97,7 @@ def _init_worker(threads: int) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     except ImportError:  # pragma: no cover
         pass
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
+    # torch is not imported here (seconds per worker); it reads OMP_NUM_THREADS when a task imports it.
 
 
 def run_cases(

@@ -34,7 +34,10 @@ class Case:
         center: Centre / scanner label, or None.
         clinical: Clinical variable name → value (float, str or None when missing).
         label: Label value of the tumour in a multi-label mask, or None for a binary mask.
-        series_uids: Phase → DICOM SeriesInstanceUID to read when a folder holds several series.
+        series_uids: Phase → DICOM SeriesInstanceUID to read when a folder holds several series
+            (key ``"mask"`` for a DICOM mask folder).
+        row: Line of the manifest this case came from (header = line 1), or None for cases built
+            in code. Tells apart rows that share a patient id.
     """
 
     patient_id: str
@@ -48,11 +51,36 @@ class Case:
     clinical: dict[str, float | str | None] = field(default_factory=dict)
     label: int | None = None
     series_uids: dict[str, str] = field(default_factory=dict)
+    row: int | None = None
 
     @property
     def phases(self) -> tuple[str, ...]:
         """Phases present for this case, in canonical order."""
         return tuple(p for p in PHASES if p in self.images) + tuple(p for p in self.images if p not in PHASES)
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a case (or in the manifest row it came from).
+
+    Attributes:
+        patient_id: The patient concerned.
+        code: Machine-readable rule name (``file_missing``, ``mask_not_binary`` …).
+        severity: ``"error"`` makes the case unusable; ``"warning"`` is reported only.
+        message: What is wrong and how to fix it.
+        file: The file concerned ("" when the problem is in the manifest row itself).
+        row: Manifest line of the case (None for cases built in code).
+    """
+
+    patient_id: str
+    code: str
+    severity: Severity
+    message: str
+    file: str = ""
+    row: int | None = None
 
 
 @dataclass
@@ -64,12 +92,15 @@ class Cohort:
         root: Folder the manifest's relative paths are resolved against.
         manifest: Path of the manifest CSV (None for cohorts built in code).
         clinical_types: Clinical column → ``"numeric"`` or ``"categorical"``.
+        issues: Per-case problems found while reading the manifest (bad grade, duplicate id,
+            wrong clinical type …). Loading never raises for these; validation reports them.
     """
 
     cases: list[Case]
     root: Path = Path(".")
     manifest: Path | None = None
     clinical_types: dict[str, ClinicalKind] = field(default_factory=dict)
+    issues: list[Problem] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -133,12 +164,19 @@ class Cohort:
                 frame[name] = frame[name].astype("category")
         return frame
 
+    def clinical_missing(self) -> pd.Series:
+        """Number of missing values per clinical column (int64), indexed by column name."""
+        frame = self.clinical_frame()
+        return frame.isna().sum().astype("int64").rename("missing")
+
     def subset(self, patient_ids: list[str]) -> Cohort:
         """A cohort holding only the given patients (in the given order)."""
         wanted = {c.patient_id: c for c in self.cases}
+        keep = set(patient_ids)
         return Cohort(
             cases=[wanted[p] for p in patient_ids],
             root=self.root,
             manifest=self.manifest,
             clinical_types=dict(self.clinical_types),
+            issues=[p for p in self.issues if p.patient_id in keep],
         )

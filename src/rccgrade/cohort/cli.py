@@ -1,0 +1,87 @@
+"""``rccgrade validate MANIFEST``: check every case and say what is wrong, patient by patient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rccgrade.cohort.settings import CohortSettings
+from rccgrade.cohort.validate import validate_cohort
+from rccgrade.parallel import ParallelSettings
+
+_STYLE = {"usable": "green", "unusable": "bold red"}
+
+
+def validate_command(
+    manifest: Path = typer.Argument(
+        ..., help="Manifest CSV (patient_id, arterial, nephrographic, excretory, mask, grade …)."
+    ),
+    label: int | None = typer.Option(None, "--label", help="Tumour label value in multi-label masks."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Where to write the per-case table [default: ./validation.csv]."
+    ),
+    clinical_csv: Path | None = typer.Option(None, "--clinical-csv", help="Clinical CSV joined on patient_id."),
+    mask_phase: str = typer.Option("arterial", "--mask-phase", help="Phase the masks were drawn on."),
+    no_labels: bool = typer.Option(
+        False, "--no-labels", help="Cases without grade are usable (prediction-only cohorts)."
+    ),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+) -> None:
+    """Check every case of MANIFEST: files, 3D, mask, geometry, overlap, HU, labels, clinical types.
+
+    Prints a table, writes validation.csv and exits with code 1 if any case is unusable.
+    """
+    console = Console()
+    settings = CohortSettings(mask_phase=mask_phase, label=label, require_labels=not no_labels)
+    parallel = ParallelSettings(backend="serial" if workers == 1 else "processes", workers=workers)
+    with Progress(
+        TextColumn("validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("validate", total=None)
+        report = validate_cohort(
+            manifest,
+            label=label,
+            settings=settings,
+            parallel=parallel,
+            clinical_csv=clinical_csv,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+
+    table = Table(title=escape(f"Validation of {manifest}"), show_lines=True)
+    table.add_column("patient")
+    table.add_column("status")
+    table.add_column("problems", overflow="fold")
+    for rec in report.cases.to_dict(orient="records"):
+        probs = report.problems[report.problems["case"] == rec["case"]]
+        text = "\n".join(
+            f"[{'red' if p['severity'] == 'error' else 'yellow'}]{p['code']}[/]: {escape(p['message'])}"
+            + (f" ({escape(p['file'])})" if p["file"] else "")
+            for p in probs.to_dict(orient="records")
+        )
+        status = rec["status"]
+        table.add_row(escape(str(rec["patient_id"])), f"[{_STYLE[status]}]{status}[/]", text or "—")
+    console.print(table)
+    if len(report.clinical_missing):
+        console.print(
+            "clinical columns: "
+            + ", ".join(
+                f"{name} ({report.clinical_types.get(name, '?')}, {int(n)} missing)"
+                for name, n in report.clinical_missing.items()
+            ),
+            highlight=False,
+        )
+    path = report.write_csv(out if out is not None else Path.cwd() / "validation.csv")
+    style = "green" if report.ok else "bold red"
+    console.print(f"[{style}]{report.summary()}[/]; table written to {path}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(code=1)

@@ -1,0 +1,410 @@
+"""Read CT images and masks: NIfTI, NRRD, MHA/MHD files and DICOM series folders.
+
+Every reader failure becomes an :class:`~rccgrade.errors.ImageError` naming the patient, the file
+and the fix, so a batch stage can put it in its failure table and carry on.
+
+DICOM folders: the series are listed with GDCM (``ImageSeriesReader.GetGDCMSeriesIDs``); the one
+with the most files is read unless a SeriesInstanceUID is given. GDCM sorts the slices by their
+position along the slice normal, and ITK applies RescaleSlope/RescaleIntercept, so the returned
+image is in HU (int16 when the values fit, else float32).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from rccgrade.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+_INT_TYPES = {
+    sitk.sitkUInt8,
+    sitk.sitkInt8,
+    sitk.sitkUInt16,
+    sitk.sitkInt16,
+    sitk.sitkUInt32,
+    sitk.sitkInt32,
+    sitk.sitkUInt64,
+    sitk.sitkInt64,
+}
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Where an image lies in physical space (LPS, millimetres).
+
+    Attributes:
+        size: Voxels along x, y, z (ITK order).
+        spacing: Voxel size in mm along x, y, z.
+        origin: Physical position (mm) of the centre of voxel (0, 0, 0).
+        direction: Row-major direction cosine matrix (9 values for 3D).
+        dimension: Number of image dimensions.
+        components: Components per voxel (1 for a scalar image).
+    """
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+    dimension: int
+    components: int = 1
+
+    def physical_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned physical bounding box (min corner, max corner) in mm of the voxel extent.
+
+        The extent runs from the outer face of the first voxel to that of the last (index −0.5 to
+        size − 0.5), so two images that share only a face of a voxel still touch.
+        """
+        d = self.dimension
+        direction = np.asarray(self.direction, dtype=float).reshape(d, d)
+        spacing = np.asarray(self.spacing, dtype=float)
+        origin = np.asarray(self.origin, dtype=float)
+        size = np.asarray(self.size, dtype=float)
+        corners = []
+        for mask in range(2**d):
+            idx = np.array([(size[i] - 0.5) if (mask >> i) & 1 else -0.5 for i in range(d)])
+            corners.append(origin + direction @ (idx * spacing))
+        pts = np.vstack(corners)
+        return pts.min(axis=0), pts.max(axis=0)
+
+
+def image_geometry(img: sitk.Image | sitk.ImageFileReader) -> ImageGeometry:
+    """Geometry of an image, or of a file reader after ``ReadImageInformation`` (no pixels needed)."""
+    return ImageGeometry(
+        size=tuple(int(v) for v in img.GetSize()),
+        spacing=tuple(float(v) for v in img.GetSpacing()),
+        origin=tuple(float(v) for v in img.GetOrigin()),
+        direction=tuple(float(v) for v in img.GetDirection()),
+        dimension=int(img.GetDimension()),
+        components=int(
+            img.GetNumberOfComponents()
+            if isinstance(img, sitk.ImageFileReader)
+            else img.GetNumberOfComponentsPerPixel()
+        ),
+    )
+
+
+def _check_exists(path: Path, patient_id: str | None, what: str) -> None:
+    if not path.exists():
+        raise ImageError(
+            f"{what} not found; check the path in the manifest (relative paths are resolved against the "
+            "manifest's folder)",
+            patient_id=patient_id,
+            path=path,
+        )
+
+
+def dicom_series(folder: str | Path) -> dict[str, list[str]]:
+    """SeriesInstanceUID → sorted file names of every DICOM series in ``folder`` (not recursive)."""
+    folder = str(folder)
+    series: dict[str, list[str]] = {}
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
+        series[uid] = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+    return series
+
+
+def choose_series(
+    folder: str | Path,
+    *,
+    series_uid: str | None = None,
+    patient_id: str | None = None,
+    series: dict[str, list[str]] | None = None,
+) -> tuple[str, list[str]]:
+    """Pick the series to read from a DICOM folder: ``series_uid`` if given, else the largest.
+
+    Ties in file count are broken by the UID (lexicographically smallest), so the choice is
+    deterministic. ``series`` (from :func:`dicom_series`) avoids scanning the folder again.
+
+    Raises:
+        ImageError: no DICOM series in the folder, or ``series_uid`` not among them (the message
+            lists the available UIDs with their file counts).
+    """
+    folder = Path(folder)
+    try:
+        series = dicom_series(folder) if series is None else series
+    except RuntimeError as exc:
+        raise ImageError(
+            f"cannot list DICOM series: {exc}; check the folder holds readable DICOM files",
+            patient_id=patient_id,
+            path=folder,
+        ) from None
+    if not series:
+        raise ImageError(
+            "folder holds no DICOM series; point the manifest at a DICOM series folder or an image file "
+            "(.nii.gz, .nrrd, .mha)",
+            patient_id=patient_id,
+            path=folder,
+        )
+    if series_uid is not None:
+        if series_uid not in series:
+            listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in sorted(series.items()))
+            raise ImageError(
+                f"DICOM series {series_uid} not found; the folder holds: {listing}. "
+                "Fix the series UID column of the manifest",
+                patient_id=patient_id,
+                path=folder,
+            )
+        return series_uid, series[series_uid]
+    uid = sorted(series, key=lambda u: (-len(series[u]), u))[0]
+    if len(series) > 1:
+        log.info(
+            "patient %s: %s holds %d DICOM series; reading the largest (%s, %d files). "
+            "Set a series UID column to choose another.",
+            patient_id,
+            folder,
+            len(series),
+            uid,
+            len(series[uid]),
+        )
+    return uid, series[uid]
+
+
+def _to_hu_type(img: sitk.Image) -> sitk.Image:
+    """Cast to int16 when all values are integers that fit, else float32."""
+    pid = img.GetPixelID()
+    if pid == sitk.sitkInt16 or pid == sitk.sitkFloat32:
+        return img
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        return img
+    mm = sitk.MinimumMaximumImageFilter()
+    mm.Execute(img)
+    lo, hi = mm.GetMinimum(), mm.GetMaximum()
+    fits = lo >= -32768 and hi <= 32767
+    if pid in _INT_TYPES and fits:
+        return sitk.Cast(img, sitk.sitkInt16)
+    if pid in (sitk.sitkFloat64,) and fits:
+        arr = sitk.GetArrayViewFromImage(img)
+        if np.all(arr == np.rint(arr)):
+            return sitk.Cast(img, sitk.sitkInt16)
+    return sitk.Cast(img, sitk.sitkFloat32)
+
+
+def read_dicom_series(
+    folder: str | Path,
+    *,
+    patient_id: str | None = None,
+    series_uid: str | None = None,
+    series: dict[str, list[str]] | None = None,
+) -> sitk.Image:
+    """Read one DICOM series from a folder as an HU image (int16 or float32); see :func:`choose_series`."""
+    folder = Path(folder)
+    uid, files = choose_series(folder, series_uid=series_uid, patient_id=patient_id, series=series)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise ImageError(
+            f"cannot read DICOM series {uid} ({len(files)} files): {_first_line(exc)}; "
+            "check the files are complete, uncompressed or GDCM-readable",
+            patient_id=patient_id,
+            path=folder,
+        ) from None
+    _check_slice_spacing(reader, len(files), uid, folder, patient_id)
+    return _to_hu_type(img)
+
+
+def _floats(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.strip().split("\\")], dtype=float)
+
+
+def _check_slice_spacing(
+    reader: sitk.ImageSeriesReader, n: int, uid: str, folder: Path, patient_id: str | None
+) -> None:
+    """Refuse a series whose slice positions are not evenly spaced (missing file, mixed series).
+
+    ITK only warns and then assumes even spacing, which silently distorts the volume in z.
+    Tolerance: each gap within 10% (+0.01 mm) of the median gap.
+    """
+    if n < 3:
+        return
+    try:
+        orientation = _floats(reader.GetMetaData(0, "0020|0037"))
+        positions = np.vstack([_floats(reader.GetMetaData(i, "0020|0032")) for i in range(n)])
+    except (RuntimeError, ValueError):
+        log.debug("patient %s: no ImagePositionPatient/ImageOrientationPatient in %s", patient_id, folder)
+        return
+    normal = np.cross(orientation[:3], orientation[3:6])
+    gaps = np.diff(np.sort(positions @ normal))
+    median = float(np.median(gaps))
+    bad = np.flatnonzero(np.abs(gaps - median) > 0.1 * median + 0.01)
+    if median <= 1e-3 or bad.size:
+        detail = (
+            "several slices share one position"
+            if median <= 1e-3 or np.any(gaps[bad] <= 1e-3)
+            else f"gaps of {', '.join(f'{g:.3g}' for g in gaps[bad][:5])} mm where {median:.3g} mm is usual"
+        )
+        raise ImageError(
+            f"DICOM series {uid} ({n} files) has unevenly spaced slices ({detail}): a slice file is missing or "
+            "two acquisitions share one series UID. Re-export the complete series",
+            patient_id=patient_id,
+            path=folder,
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "ERROR" in ln or "Exception" in ln or "Unable" in ln]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
+
+
+def read_image_information(
+    path: str | Path, *, patient_id: str | None = None, series_uid: str | None = None
+) -> ImageGeometry:
+    """Geometry of an image without reading its pixels (files); DICOM series are read in full.
+
+    Raises:
+        ImageError: missing or unreadable.
+    """
+    path = Path(path)
+    _check_exists(path, patient_id, "image")
+    if path.is_dir():
+        return image_geometry(read_dicom_series(path, patient_id=patient_id, series_uid=series_uid))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageError(
+            f"cannot read image header: {_first_line(exc)}; use NIfTI (.nii/.nii.gz), NRRD, MHA or a "
+            "DICOM series folder, and check the file is not truncated",
+            patient_id=patient_id,
+            path=path,
+        ) from None
+    return image_geometry(reader)
+
+
+def read_image(path: str | Path, *, patient_id: str | None = None, series_uid: str | None = None) -> sitk.Image:
+    """Read a CT image in HU from a file (NIfTI, NRRD, MHA/MHD …) or a DICOM series folder.
+
+    Args:
+        path: Image file, or folder holding a DICOM series.
+        patient_id: Named in error messages.
+        series_uid: For DICOM folders holding several series, the SeriesInstanceUID to read
+            (default: the series with the most files).
+
+    Returns:
+        The image as stored (no reorientation); DICOM series are rescaled to HU and returned as
+        int16 when the values are integers that fit, else float32.
+
+    Raises:
+        ImageError: missing, unreadable, or the requested series is absent.
+    """
+    path = Path(path)
+    _check_exists(path, patient_id, "image")
+    if path.is_dir():
+        return read_dicom_series(path, patient_id=patient_id, series_uid=series_uid)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ImageError(
+            f"cannot read image: {_first_line(exc)}; use NIfTI (.nii/.nii.gz), NRRD, MHA or a DICOM series "
+            "folder, and check the file is not truncated",
+            patient_id=patient_id,
+            path=path,
+        ) from None
+
+
+def mask_labels(mask: sitk.Image) -> list[float]:
+    """Distinct non-zero values of a mask, sorted."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    values = np.unique(arr)
+    return [float(v) for v in values if v != 0]
+
+
+def binarize_mask(
+    mask: sitk.Image, *, label: int | None = None, patient_id: str | None = None, path: str | Path | None = None
+) -> sitk.Image:
+    """Turn a mask into a uint8 {0, 1} image, keeping ``label`` in a multi-label mask.
+
+    A mask with a single non-zero value (1, 255 …) is binary. With several non-zero values the
+    tumour label must be chosen with ``label``.
+
+    Raises:
+        ImageError: several labels and no ``label``; ``label`` absent; non-integer values; empty.
+    """
+    if mask.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageError(
+            "mask has several components per voxel; save the mask as a single-channel label image",
+            patient_id=patient_id,
+            path=path,
+        )
+    arr = sitk.GetArrayFromImage(mask)
+    values = np.unique(arr)
+    nonzero = values[values != 0]
+    if np.any(nonzero != np.rint(nonzero)):
+        raise ImageError(
+            "mask holds non-integer values (an interpolated or probability map?); threshold it and save it "
+            "as an integer label image",
+            patient_id=patient_id,
+            path=path,
+        )
+    if label is not None:
+        if label not in set(nonzero.tolist()):
+            raise ImageError(
+                f"label {label} not found in the mask; labels present: {sorted(int(v) for v in nonzero)}. "
+                "Choose one of them with --label",
+                patient_id=patient_id,
+                path=path,
+            )
+        out_arr = (arr == label).astype(np.uint8)
+    else:
+        if nonzero.size == 0:
+            raise ImageError(
+                "mask is empty (no non-zero voxel); redraw the tumour or check you gave the right file",
+                patient_id=patient_id,
+                path=path,
+            )
+        if nonzero.size > 1:
+            raise ImageError(
+                f"mask is not binary: labels {sorted(int(v) for v in nonzero)}; choose the tumour label with "
+                "--label N (or the manifest's label column)",
+                patient_id=patient_id,
+                path=path,
+            )
+        out_arr = (arr != 0).astype(np.uint8)
+    out = sitk.GetImageFromArray(out_arr)
+    out.CopyInformation(mask)
+    return out
+
+
+def read_mask(
+    path: str | Path,
+    *,
+    patient_id: str | None = None,
+    series_uid: str | None = None,
+    label: int | None = None,
+) -> sitk.Image:
+    """Read a tumour mask as a uint8 {0, 1} image (see :func:`binarize_mask`).
+
+    Raises:
+        ImageError: missing, unreadable, empty, not binary without ``label``, or ``label`` absent.
+    """
+    path = Path(path)
+    _check_exists(path, patient_id, "mask")
+    if path.is_dir():
+        uid, files = choose_series(path, series_uid=series_uid, patient_id=patient_id)
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        try:
+            raw = reader.Execute()
+        except RuntimeError as exc:
+            raise ImageError(
+                f"cannot read DICOM mask series {uid}: {_first_line(exc)}", patient_id=patient_id, path=path
+            ) from None
+    else:
+        try:
+            raw = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise ImageError(
+                f"cannot read mask: {_first_line(exc)}; save masks as NIfTI, NRRD or MHA label images",
+                patient_id=patient_id,
+                path=path,
+            ) from None
+    return binarize_mask(raw, label=label, patient_id=patient_id, path=path)
