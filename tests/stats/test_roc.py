@@ -1,0 +1,234 @@
+"""ROC/AUC/DeLong against R's pROC (reference numbers from ../shared/reference/README.md) and a naive O(m·n)
+DeLong written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from rccgrade.errors import StatsError
+from rccgrade.stats import (
+    auc,
+    auc_ci,
+    bootstrap_auc,
+    compare_models,
+    delong,
+    delong_matrix,
+    delong_test,
+    delong_test_unpaired,
+    holm,
+    roc_ci_band,
+    roc_curve_points,
+)
+
+# pROC v1.19.0.1 reference numbers, as stated in ../shared/reference/README.md ("roc/" section).
+AUC_S100B = 0.731368563685637
+AUC_NDKA = 0.611957994579946
+VAR_S100B = 0.00266868245717244
+VAR_NDKA = 0.0031908105493913
+COV_NDKA_S100B = -0.000756164938056579
+CI_NDKA = (0.501244999271703, 0.722670989888189)
+Z_NDKA_S100B = -1.39077002573558
+P_NDKA_S100B = 0.164295175223054
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def asah(reference_dir: Path) -> pd.DataFrame:
+    path = reference_dir / "roc" / "aSAH.csv"
+    if not path.is_file():
+        pytest.skip(f"pROC reference data missing: {path}")
+    df = pd.read_csv(path)
+    df["y"] = (df["outcome"] == "Poor").astype(int)
+    return df
+
+
+def test_auc_matches_proc(asah: pd.DataFrame) -> None:
+    assert auc(asah.y, asah.s100b) == pytest.approx(AUC_S100B, abs=TOL)
+    assert auc(asah.y, asah.ndka) == pytest.approx(AUC_NDKA, abs=TOL)
+    assert int(asah.y.sum()) == 41 and len(asah) == 113
+
+
+def test_delong_variance_covariance_match_proc(asah: pd.DataFrame) -> None:
+    res = delong(asah.y, {"ndka": asah.ndka, "s100b": asah.s100b})
+    np.testing.assert_allclose(res.aucs, [AUC_NDKA, AUC_S100B], atol=TOL, rtol=0)
+    np.testing.assert_allclose(res.variances, [VAR_NDKA, VAR_S100B], atol=1e-12, rtol=1e-8)
+    assert res.covariance[0, 1] == pytest.approx(COV_NDKA_S100B, abs=1e-12, rel=1e-8)
+    assert res.covariance[1, 0] == res.covariance[0, 1]
+    assert (res.n_positive, res.n_negative) == (41, 72)
+
+
+def test_delong_ci_matches_proc(asah: pd.DataFrame) -> None:
+    ci = auc_ci(asah.y, asah.ndka, method="delong", level=0.95)
+    assert ci.lower == pytest.approx(CI_NDKA[0], abs=TOL)
+    assert ci.upper == pytest.approx(CI_NDKA[1], abs=TOL)
+    assert ci.se == pytest.approx(np.sqrt(VAR_NDKA), rel=1e-8)
+
+
+def test_paired_delong_test_matches_proc(asah: pd.DataFrame) -> None:
+    t = delong_test(asah.y, asah.ndka, asah.s100b)
+    assert t.z == pytest.approx(Z_NDKA_S100B, abs=TOL)
+    assert t.p_value == pytest.approx(P_NDKA_S100B, abs=TOL)
+    assert t.paired
+    swapped = delong_test(asah.y, asah.s100b, asah.ndka)
+    assert swapped.z == pytest.approx(-Z_NDKA_S100B, abs=TOL)
+    assert swapped.p_value == pytest.approx(P_NDKA_S100B, abs=TOL)
+
+
+def test_compare_models_on_asah(asah: pd.DataFrame) -> None:
+    table = compare_models(asah.y, {"ndka": asah.ndka, "s100b": asah.s100b, "wfns": asah.wfns})
+    assert len(table) == 3
+    row = table[(table.model_1 == "ndka") & (table.model_2 == "s100b")].iloc[0]
+    assert row.z == pytest.approx(Z_NDKA_S100B, abs=TOL)
+    assert row.p_value == pytest.approx(P_NDKA_S100B, abs=TOL)
+    # Holm against statsmodels' implementation
+    from statsmodels.stats.multitest import multipletests
+
+    np.testing.assert_allclose(table.p_adjusted, multipletests(table.p_value, method="holm")[1], rtol=1e-12)
+    mat = delong_matrix(asah.y, {"ndka": asah.ndka, "s100b": asah.s100b, "wfns": asah.wfns})
+    assert mat.loc["s100b", "ndka"] == pytest.approx(row.p_adjusted)
+    assert np.isnan(mat.loc["wfns", "wfns"])
+    assert delong_matrix(asah.y, {"ndka": asah.ndka}).shape == (1, 1)
+
+
+def test_unpaired_delong(asah: pd.DataFrame) -> None:
+    # two independent halves: Z = (a1 - a2) / sqrt(v1 + v2) with each variance from the paired-free DeLong
+    a, b = asah.iloc[::2], asah.iloc[1::2]
+    t = delong_test_unpaired(a.y, a.s100b, b.y, b.s100b)
+    v1, v2 = (
+        _naive_delong(a.y.to_numpy(), a.s100b.to_numpy()[None])[1],
+        _naive_delong(b.y.to_numpy(), b.s100b.to_numpy()[None])[1],
+    )
+    z = (auc(a.y, a.s100b) - auc(b.y, b.s100b)) / np.sqrt(v1[0, 0] + v2[0, 0])
+    assert t.z == pytest.approx(z, rel=1e-10)
+    assert t.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-10)
+    assert not t.paired
+
+
+def _naive_delong(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong et al. (1988) with explicit placement values, O(k·m·n)."""
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    k = scores.shape[0]
+    v10 = np.zeros((k, m))
+    v01 = np.zeros((k, n))
+    aucs = np.zeros(k)
+    for r in range(k):
+        for i in range(m):
+            for j in range(n):
+                psi = 1.0 if pos[r, i] > neg[r, j] else (0.5 if pos[r, i] == neg[r, j] else 0.0)
+                v10[r, i] += psi / n
+                v01[r, j] += psi / m
+        aucs[r] = v10[r].mean()
+    s10 = np.array([[np.sum((v10[a] - aucs[a]) * (v10[b] - aucs[b])) / (m - 1) for b in range(k)] for a in range(k)])
+    s01 = np.array([[np.sum((v01[a] - aucs[a]) * (v01[b] - aucs[b])) / (n - 1) for b in range(k)] for a in range(k)])
+    return aucs, s10 / m + s01 / n
+
+
+@st.composite
+def _labelled_scores(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    n = draw(st.integers(4, 30))
+    y = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+    if y.sum() < 2 or y.sum() > n - 2:
+        y[:2] = 1
+        y[2:4] = 0
+    k = draw(st.integers(1, 3))
+    # few distinct values so ties (within and between classes) are frequent
+    vals = draw(st.lists(st.integers(0, 5), min_size=n * k, max_size=n * k))
+    return y, np.array(vals, dtype=float).reshape(k, n) / 2.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(_labelled_scores())
+def test_fast_delong_equals_naive_with_ties(data: tuple[np.ndarray, np.ndarray]) -> None:
+    y, scores = data
+    res = delong(y, scores)
+    aucs, cov = _naive_delong(y, scores)
+    np.testing.assert_allclose(res.aucs, aucs, atol=1e-12)
+    np.testing.assert_allclose(res.covariance, cov, atol=1e-12)
+
+
+def test_auc_agrees_with_sklearn_and_direction_is_fixed() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)
+    s = rng.normal(size=80) + y * 0.8
+    assert auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    # no automatic direction flip: a reversed marker gives 1 - AUC, as pROC direction="<"
+    assert auc(y, -s) == pytest.approx(1 - auc(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("y", "s", "match"),
+    [
+        ([1, 1, 1], [0.1, 0.2, 0.3], "only positive"),
+        ([0, 0], [0.1, 0.2], "only negative"),
+        ([0, 1, 1], [0.1, np.nan, 0.3], "missing or infinite"),
+        ([0, 1, 1], [0.1, 0.3], "3 labels"),
+        ([0, 2, 1], [0.1, 0.2, 0.3], "0/1 labels"),
+        ([], [], "empty"),
+    ],
+)
+def test_clear_errors(y: list[float], s: list[float], match: str) -> None:
+    with pytest.raises(StatsError, match=match):
+        auc(y, s)
+
+
+def test_bootstrap_ci_seeded_stratified_and_close_to_delong() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(60), np.zeros(90)].astype(int)
+    s = rng.normal(size=150) + y
+    a = auc_ci(y, s, method="bootstrap", n_bootstrap=2000, seed=42)
+    b = auc_ci(y, s, method="bootstrap", n_bootstrap=2000, seed=42)
+    c = auc_ci(y, s, method="bootstrap", n_bootstrap=2000, seed=43)
+    assert (a.lower, a.upper) == (b.lower, b.upper)
+    assert (a.lower, a.upper) != (c.lower, c.upper)
+    d = auc_ci(y, s, method="delong")
+    assert a.lower < a.auc < a.upper
+    assert abs(a.lower - d.lower) < 0.02 and abs(a.upper - d.upper) < 0.02
+    # vectorised replicates equal a plain loop with the same index draws
+    reps = bootstrap_auc(y, s, n_bootstrap=5, seed=7, chunk=2)[:, 0]
+    g = np.random.default_rng(7)
+    pos, neg = s[y == 1], s[y == 0]
+    loop = []
+    for start in range(0, 5, 2):
+        b_ = min(2, 5 - start)
+        ip, ineg = g.integers(0, 60, size=(b_, 60)), g.integers(0, 90, size=(b_, 90))
+        for r in range(b_):
+            loop.append(auc(np.r_[np.ones(60), np.zeros(90)], np.r_[pos[ip[r]], neg[ineg[r]]]))
+    np.testing.assert_allclose(reps, loop, atol=1e-12)
+
+
+def test_unstratified_bootstrap_runs() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 50)
+    s = rng.normal(size=50) + y
+    ci = auc_ci(y, s, method="bootstrap", stratified=False, n_bootstrap=300, seed=1)
+    assert 0 <= ci.lower < ci.auc < ci.upper <= 1
+
+
+def test_holm_known_values() -> None:
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def test_roc_curve_points_trapezoid_equals_auc(asah: pd.DataFrame) -> None:
+    pts = roc_curve_points(asah.y, asah.ndka)
+    assert pts.fpr.iloc[0] == 0 and pts.tpr.iloc[0] == 0
+    assert pts.fpr.iloc[-1] == 1 and pts.tpr.iloc[-1] == 1
+    assert np.all(np.diff(pts.fpr) >= 0) and np.all(np.diff(pts.tpr) >= 0)
+    area = float(np.sum(np.diff(pts.fpr) * (pts.tpr.to_numpy()[1:] + pts.tpr.to_numpy()[:-1]) / 2))
+    assert area == pytest.approx(AUC_NDKA, abs=TOL)
+
+
+def test_roc_band_contains_curve(asah: pd.DataFrame) -> None:
+    band = roc_ci_band(asah.y, asah.s100b, n_bootstrap=200, seed=0)
+    assert np.all(band.tpr_lower <= band.tpr + 1e-12) and np.all(band.tpr <= band.tpr_upper + 1e-12)
+    assert band.tpr.iloc[-1] == 1.0
