@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.errors import ConfigError
+
+SHIPPED_PARAMS = ("ct_default", "ibsi")
+"""Names of the PyRadiomics parameter files shipped with rccgrade (not resolved as paths)."""
 from rccgrade.models.settings import ModelSettings
 from rccgrade.parallel import ParallelSettings
 from rccgrade.preprocess.settings import PreprocessSettings
@@ -76,6 +79,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Pat
             value = getattr(cfg.cohort, attr)
             if value is not None and not Path(value).is_absolute():
                 setattr(cfg.cohort, attr, (base_dir / value).resolve())
+        params = cfg.radiomics.params
+        if params not in SHIPPED_PARAMS and not Path(params).is_absolute():
+            cfg.radiomics.params = str((base_dir / params).resolve())
     return cfg
 
 
