@@ -16,8 +16,6 @@ from rccgrade.cohort.settings import CohortSettings
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.errors import ConfigError
 
-SHIPPED_PARAMS = ("ct_default", "ibsi")
-"""Names of the PyRadiomics parameter files shipped with rccgrade (not resolved as paths)."""
 from rccgrade.models.settings import ModelSettings
 from rccgrade.parallel import ParallelSettings
 from rccgrade.preprocess.settings import PreprocessSettings
@@ -25,6 +23,9 @@ from rccgrade.radiomics.settings import RadiomicsSettings
 from rccgrade.report.settings import ReportSettings
 from rccgrade.stats.settings import EvaluationSettings
 from rccgrade.synth.settings import SynthSettings
+
+SHIPPED_PARAMS = ("ct_default", "ibsi")
+"""Names of the PyRadiomics parameter files shipped with rccgrade (not resolved as paths)."""
 
 
 class StudyConfig(BaseModel):
