@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.errors import ConfigError
-
 from rccgrade.models.settings import ModelSettings
 from rccgrade.parallel import ParallelSettings
 from rccgrade.preprocess.settings import PreprocessSettings
