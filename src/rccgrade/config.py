@@ -82,6 +82,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Pat
         params = cfg.radiomics.params
         if params not in SHIPPED_PARAMS and not Path(params).is_absolute():
             cfg.radiomics.params = str((base_dir / params).resolve())
+        weights = str(cfg.deep.weights)
+        if weights not in ("imagenet", "none") and not Path(weights).is_absolute():
+            cfg.deep.weights = str((base_dir / weights).resolve())
     return cfg
 
 
