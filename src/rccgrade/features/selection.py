@@ -1,0 +1,712 @@
+"""Feature preprocessing and selection as scikit-learn transformers working on DataFrames.
+
+Every step here is *fitted*: it learns which features to keep (or a median, a PCA basis …) from the
+patients it is fitted on. Composed in a :class:`~sklearn.pipeline.Pipeline`, the whole chain is refitted
+inside every cross-validation fold and on the training patients only, so the test patients never
+influence which features are chosen — the leakage most published radiomics models suffer from.
+
+All transformers take a pandas DataFrame (columns = FeatureTable names, index = ``patient_id``) and return
+a DataFrame with the same index, so feature names survive to the fitted classifier and the report
+(:meth:`get_feature_names_out`). Inputs to the selection steps must be complete: put a
+:class:`TabularPreprocessor` (median / most-frequent imputation, one-hot encoding) first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+
+from rccgrade.errors import ModelError
+from rccgrade.features.harmonize import ComBat, combat_fit
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ComBat",
+    "CorrelationFilter",
+    "LassoSelector",
+    "MRMRSelector",
+    "NearConstantFilter",
+    "PrefixPCA",
+    "SourceUnion",
+    "StabilityFilter",
+    "TabularPreprocessor",
+    "UnivariateFilter",
+    "combat_fit",
+    "univariate_auc",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_frame(X: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """``X`` as a DataFrame (an array gets ``names`` or ``x0, x1 …`` as columns)."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ModelError(f"expected a 2-D feature matrix, got shape {arr.shape}")
+    cols = list(names) if names is not None and len(names) == arr.shape[1] else [f"x{i}" for i in range(arr.shape[1])]
+    return pd.DataFrame(arr, columns=cols)
+
+
+def _numeric_matrix(X: pd.DataFrame, step: str) -> np.ndarray:
+    """Float matrix of a complete numeric DataFrame; a clear error when values are missing."""
+    try:
+        arr = X.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{step} needs numeric features; put a TabularPreprocessor (one-hot encoding) before it ({exc})"
+        ) from None
+    if not np.all(np.isfinite(arr)):
+        bad = X.columns[~np.all(np.isfinite(arr), axis=0)].tolist()
+        raise ModelError(
+            f"{step} got missing or infinite values in {bad[:5]}; put a TabularPreprocessor (imputation) before it"
+        )
+    return arr
+
+
+def _binary_labels(y: Any, step: str) -> np.ndarray:
+    """Labels as a 0/1 int array; both classes must be present."""
+    if y is None:
+        raise ModelError(f"{step} is supervised and needs the labels y")
+    arr = np.asarray(y)
+    try:
+        arr = arr.astype(np.int64)
+    except (TypeError, ValueError):
+        raise ModelError(f"{step}: labels must be 0/1") from None
+    if set(np.unique(arr).tolist()) != {0, 1}:
+        raise ModelError(f"{step}: labels must contain both classes 0 and 1, got {sorted(set(arr.tolist()))}")
+    return arr
+
+
+def univariate_auc(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of each column used alone as a score (ties count 1/2).
+
+    Computed from the Mann–Whitney U statistic: AUC = (R₁ − n₁(n₁+1)/2) / (n₁·n₀) with R₁ the rank sum
+    of the positives (mid-ranks for ties). 0.5 means no discrimination; |AUC − 0.5| is the relevance used
+    by the correlation filter and mRMR.
+    """
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    ranks = stats.rankdata(X, axis=0)
+    r1 = ranks[y].sum(axis=0)
+    return (r1 - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+
+
+class _FrameSelector(TransformerMixin, BaseEstimator):
+    """Base of column selectors: fit sets ``support_``; transform keeps those columns."""
+
+    def _set_input(self, X: pd.DataFrame) -> None:
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+
+    def _check_columns(self, X: pd.DataFrame) -> pd.DataFrame:
+        names = list(self.feature_names_in_)
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ModelError(
+                f"{type(self).__name__}: {len(missing)} feature(s) seen in training are missing: {missing[:5]}"
+            )
+        return X[names]
+
+    def get_support(self) -> np.ndarray:
+        """Boolean mask over the input features: True where kept."""
+        return np.asarray(self.support_, dtype=bool)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the kept features."""
+        return np.asarray(self.feature_names_in_, dtype=object)[self.get_support()]
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        """Keep the selected columns (input may be a DataFrame with extra columns)."""
+        X = self._check_columns(_as_frame(X, list(self.feature_names_in_)))
+        if not self.get_support().any():
+            raise ModelError(
+                f"{type(self).__name__} kept no feature (of {len(self.feature_names_in_)}, e.g. "
+                f"{list(self.feature_names_in_)[:3]}) on the training patients; no feature survived selection — "
+                "check the values or relax the selection settings"
+            )
+        return X.loc[:, list(self.get_feature_names_out())]
+
+
+# --------------------------------------------------------------------------------------------------
+# imputation and encoding
+# --------------------------------------------------------------------------------------------------
+
+
+class TabularPreprocessor(TransformerMixin, BaseEstimator):
+    """Median / most-frequent imputation and reference one-hot encoding, learned on training data.
+
+    Numeric columns (int, float, bool) get the training median for missing values. Categorical columns
+    (``category``, object or string dtype) get the training mode, then are encoded against the sorted
+    training levels with the first level as reference (k − 1 indicator columns named
+    ``<column>=<level>``), which keeps logistic-regression coefficients interpretable for the nomogram.
+    A level unseen in training encodes as the reference (all zeros) and is logged. Columns entirely
+    missing in training are dropped.
+
+    Attributes:
+        numeric_: Numeric input columns kept.
+        medians_: Training median of each numeric column.
+        categorical_: Categorical input columns kept.
+        levels_: Sorted training levels of each categorical column.
+        modes_: Most frequent training level of each categorical column.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> TabularPreprocessor:
+        """Learn column kinds, medians, modes and levels from the training patients."""
+        X = _as_frame(X)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.numeric_: list[str] = []
+        self.medians_: dict[str, float] = {}
+        self.categorical_: list[str] = []
+        self.levels_: dict[str, list[str]] = {}
+        self.modes_: dict[str, str] = {}
+        dropped: list[str] = []
+        is_cat = [_is_categorical_dtype(dt) for dt in X.dtypes]
+        cat_cols = [c for c, cat in zip(X.columns, is_cat, strict=True) if cat]
+        num_cols = [c for c, cat in zip(X.columns, is_cat, strict=True) if not cat]
+        if num_cols:
+            num = pd.DataFrame(_numeric_block(X[num_cols]), columns=num_cols)
+            medians = num.median(axis=0, skipna=True)
+            for col in num_cols:
+                if np.isfinite(medians[col]):
+                    self.numeric_.append(col)
+                    self.medians_[col] = float(medians[col])
+                else:
+                    dropped.append(col)
+        for col in cat_cols:
+            vals = X[col].dropna().astype(str)
+            if vals.empty:
+                dropped.append(col)
+                continue
+            counts = vals.value_counts()
+            top = counts[counts == counts.max()].index
+            self.categorical_.append(col)
+            self.levels_[col] = sorted(vals.unique().tolist())
+            self.modes_[col] = str(sorted(top.tolist())[0])
+        if dropped:
+            log.info("dropped %d feature(s) missing in every training patient: %s", len(dropped), dropped[:5])
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Numeric columns, then one indicator per non-reference level of each categorical column."""
+        names = list(self.numeric_)
+        for col in self.categorical_:
+            names.extend(f"{col}={lvl}" for lvl in self.levels_[col][1:])
+        return np.asarray(names, dtype=object)
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        """Impute and encode; returns a float64 DataFrame with the input's index."""
+        X = _as_frame(X, list(self.feature_names_in_))
+        needed = self.numeric_ + self.categorical_
+        missing = [c for c in needed if c not in X.columns]
+        if missing:
+            raise ModelError(f"{len(missing)} feature(s) seen in training are missing: {missing[:5]}")
+        parts: list[pd.DataFrame] = []
+        if self.numeric_:
+            num = _numeric_block(X[self.numeric_])
+            med = np.asarray([self.medians_[c] for c in self.numeric_])
+            num = np.where(np.isnan(num), med, num)
+            parts.append(pd.DataFrame(num, index=X.index, columns=self.numeric_))
+        dummies: dict[str, np.ndarray] = {}
+        for col in self.categorical_:
+            vals = X[col].astype(object).where(X[col].notna(), None)
+            vals = np.asarray([self.modes_[col] if v is None else str(v) for v in vals], dtype=object)
+            unseen = sorted(set(vals.tolist()) - set(self.levels_[col]))
+            if unseen:
+                log.warning("%s: level(s) %s unseen in training encoded as the reference level", col, unseen)
+            for lvl in self.levels_[col][1:]:
+                dummies[f"{col}={lvl}"] = (vals == lvl).astype(np.float64)
+        if dummies:
+            parts.append(pd.DataFrame(dummies, index=X.index))
+        out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
+        return out.loc[:, list(self.get_feature_names_out())]
+
+
+def _is_categorical_dtype(dtype: Any) -> bool:
+    return bool(
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
+
+
+def _numeric_block(frame: pd.DataFrame) -> np.ndarray:
+    """Float matrix of numeric columns (non-numeric entries become NaN)."""
+    if all(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt) for dt in frame.dtypes):
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    return frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+# --------------------------------------------------------------------------------------------------
+# filters
+# --------------------------------------------------------------------------------------------------
+
+
+class NearConstantFilter(_FrameSelector):
+    """Drop features that (almost) never vary in the training patients.
+
+    Args:
+        max_frequency: Drop a feature whose most common value is shared by more than this fraction of
+            training patients (0.95 by default: a binary variable positive in < 5% carries little).
+        min_variance: Drop a feature whose variance is at most this value.
+    """
+
+    def __init__(self, max_frequency: float = 0.95, min_variance: float = 0.0) -> None:
+        self.max_frequency = max_frequency
+        self.min_variance = min_variance
+
+    def fit(self, X: Any, y: Any = None) -> NearConstantFilter:
+        """Find the near-constant features."""
+        X = _as_frame(X)
+        self._set_input(X)
+        arr = _numeric_matrix(X, "NearConstantFilter")
+        n = arr.shape[0]
+        support = np.zeros(arr.shape[1], dtype=bool)
+        var = arr.var(axis=0) if n else np.zeros(arr.shape[1])
+        for j in range(arr.shape[1]):
+            if var[j] <= self.min_variance:
+                continue
+            _, counts = np.unique(arr[:, j], return_counts=True)
+            support[j] = counts.max() / n <= self.max_frequency
+        self.support_ = support
+        return self
+
+
+class StabilityFilter(_FrameSelector):
+    """Drop features whose test–retest / perturbation ICC is below a threshold.
+
+    The ICC table comes from the radiomics stability analysis (mask/image perturbations). It is a fixed
+    property of each feature's definition, not of the labels, so this step does not leak; it still lives
+    in the pipeline so the kept features are recorded with the model.
+
+    Args:
+        icc: Feature → ICC, as a mapping, a Series, or a DataFrame with columns ``feature``/``icc`` (or an
+            ``icc`` column indexed by feature). Keys may carry the ``rad:`` prefix or not.
+        threshold: Minimum ICC to keep a feature (0.75 = "good" reliability, Koo & Li 2016).
+        keep_missing: Keep (True) or drop (False) features absent from the ICC table.
+        prefix: Only columns starting with this prefix are judged; the others pass through. None: all.
+    """
+
+    def __init__(
+        self,
+        icc: Mapping[str, float] | pd.Series | pd.DataFrame | None = None,
+        threshold: float = 0.75,
+        keep_missing: bool = True,
+        prefix: str | None = None,
+    ) -> None:
+        self.icc = icc
+        self.threshold = threshold
+        self.keep_missing = keep_missing
+        self.prefix = prefix
+
+    def fit(self, X: Any, y: Any = None) -> StabilityFilter:
+        """Look each feature up in the ICC table."""
+        X = _as_frame(X)
+        self._set_input(X)
+        table = icc_mapping(self.icc)
+        support = np.ones(X.shape[1], dtype=bool)
+        n_missing = 0
+        for j, col in enumerate(X.columns):
+            if self.prefix is not None and not col.startswith(self.prefix):
+                continue
+            value = table.get(col, table.get(col.split(":", 1)[-1]))
+            if value is None or not np.isfinite(value):
+                n_missing += 1
+                support[j] = self.keep_missing
+            else:
+                support[j] = value >= self.threshold
+        if n_missing and table:
+            log.info(
+                "%d feature(s) not in the ICC table were %s", n_missing, "kept" if self.keep_missing else "dropped"
+            )
+        self.support_ = support
+        return self
+
+
+def icc_mapping(icc: Mapping[str, float] | pd.Series | pd.DataFrame | None) -> dict[str, float]:
+    """Normalise an ICC table (mapping, Series or DataFrame) to ``{feature: icc}``."""
+    if icc is None:
+        return {}
+    if isinstance(icc, pd.DataFrame):
+        if {"feature", "icc"} <= set(icc.columns):
+            return {str(k): float(v) for k, v in zip(icc["feature"], icc["icc"], strict=True)}
+        if "icc" in icc.columns:
+            return {str(k): float(v) for k, v in icc["icc"].items()}
+        raise ModelError("an ICC table needs columns 'feature' and 'icc' (or an 'icc' column indexed by feature)")
+    if isinstance(icc, pd.Series):
+        return {str(k): float(v) for k, v in icc.items()}
+    return {str(k): float(v) for k, v in dict(icc).items()}
+
+
+class UnivariateFilter(_FrameSelector):
+    """Keep features whose class difference is significant after Benjamini–Hochberg FDR control.
+
+    Args:
+        test: ``"mannwhitney"`` (two-sided Mann–Whitney U, asymptotic with tie correction) or ``"ttest"``
+            (Welch's t-test).
+        alpha: FDR level; features with BH-adjusted p (q-value) below it are kept.
+        fdr: Apply BH adjustment (True) or use raw p-values (False).
+        min_features: When fewer pass, keep this many with the smallest p-values, so a pipeline never runs
+            out of features (0 disables). The choice is still made on training data only.
+        max_features: Keep at most this many (smallest p first); None: no cap.
+
+    Attributes:
+        pvalues_: Raw p-value per input feature.
+        qvalues_: BH-adjusted p-values (equal to ``pvalues_`` when ``fdr=False``).
+    """
+
+    def __init__(
+        self,
+        test: Literal["mannwhitney", "ttest"] = "mannwhitney",
+        alpha: float = 0.05,
+        fdr: bool = True,
+        min_features: int = 1,
+        max_features: int | None = None,
+    ) -> None:
+        self.test = test
+        self.alpha = alpha
+        self.fdr = fdr
+        self.min_features = min_features
+        self.max_features = max_features
+
+    def fit(self, X: Any, y: Any) -> UnivariateFilter:
+        """Test every feature between the two classes."""
+        X = _as_frame(X)
+        self._set_input(X)
+        arr = _numeric_matrix(X, "UnivariateFilter")
+        lab = _binary_labels(y, "UnivariateFilter")
+        p = univariate_pvalues(arr, lab, self.test)
+        q = stats.false_discovery_control(p, method="bh") if self.fdr and p.size else p.copy()
+        order = np.argsort(p, kind="stable")
+        support = q < self.alpha
+        if support.sum() < self.min_features:
+            support[order[: self.min_features]] = True
+        if self.max_features is not None and support.sum() > self.max_features:
+            keep = [j for j in order if support[j]][: self.max_features]
+            support = np.zeros_like(support)
+            support[keep] = True
+        self.pvalues_ = p
+        self.qvalues_ = q
+        self.support_ = support
+        return self
+
+
+def univariate_pvalues(X: np.ndarray, y: np.ndarray, test: str = "mannwhitney") -> np.ndarray:
+    """Two-sided p-value of each column between ``y == 1`` and ``y == 0`` (constant columns get 1)."""
+    pos, neg = X[y == 1], X[y == 0]
+    if test == "mannwhitney":
+        p = stats.mannwhitneyu(pos, neg, alternative="two-sided", method="asymptotic", axis=0).pvalue
+    elif test == "ttest":
+        p = stats.ttest_ind(pos, neg, equal_var=False, axis=0).pvalue
+    else:
+        raise ModelError(f"unknown univariate test {test!r}; use 'mannwhitney' or 'ttest'")
+    p = np.asarray(p, dtype=np.float64)
+    return np.where(np.isfinite(p), p, 1.0)
+
+
+class CorrelationFilter(_FrameSelector):
+    """Remove redundancy: of features correlated above a threshold keep the more relevant one.
+
+    Features are ranked by relevance |AUC − 0.5| (univariate AUC on the training patients) and taken in
+    that order; a feature is kept when its |r| with every feature already kept is at most ``threshold``.
+
+    Args:
+        threshold: Maximum absolute correlation between two kept features (0.9).
+        method: ``"pearson"`` or ``"spearman"``.
+    """
+
+    def __init__(self, threshold: float = 0.9, method: Literal["pearson", "spearman"] = "pearson") -> None:
+        self.threshold = threshold
+        self.method = method
+
+    def fit(self, X: Any, y: Any) -> CorrelationFilter:
+        """Greedy relevance-ordered pruning of correlated features."""
+        X = _as_frame(X)
+        self._set_input(X)
+        arr = _numeric_matrix(X, "CorrelationFilter")
+        lab = _binary_labels(y, "CorrelationFilter")
+        relevance = np.abs(univariate_auc(arr, lab) - 0.5)
+        corr = _abs_corr(arr, self.method)
+        order = np.argsort(-relevance, kind="stable")
+        kept: list[int] = []
+        for j in order:
+            if not kept or np.all(corr[j, kept] <= self.threshold):
+                kept.append(int(j))
+        support = np.zeros(arr.shape[1], dtype=bool)
+        support[kept] = True
+        self.relevance_ = relevance
+        self.support_ = support
+        return self
+
+
+def _abs_corr(arr: np.ndarray, method: str) -> np.ndarray:
+    if method == "spearman":
+        arr = stats.rankdata(arr, axis=0)
+    elif method != "pearson":
+        raise ModelError(f"unknown correlation method {method!r}; use 'pearson' or 'spearman'")
+    sd = arr.std(axis=0)
+    z = (arr - arr.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    corr = np.abs(z.T @ z) / max(arr.shape[0], 1)
+    corr[:, sd == 0] = 0.0
+    corr[sd == 0, :] = 0.0
+    return corr
+
+
+class LassoSelector(_FrameSelector):
+    """Keep the features with a non-zero coefficient in an L1-penalised logistic regression.
+
+    The penalty strength C is chosen by stratified cross-validation *within* the data the selector is
+    fitted on (the training patients, or a training fold of an outer CV), on the log-loss. Features are
+    z-scored internally first, so the penalty treats them alike whatever their units.
+
+    Args:
+        Cs: Number of C values on a log grid from 1e-3 to 10 (or an explicit list); with z-scored
+            features C > 10 is practically unpenalised.
+        cv: Folds of the inner stratified CV.
+        max_features: Keep at most this many (largest |coefficient| first); None: all non-zero.
+        class_weight: ``"balanced"`` (default) reweights classes by inverse frequency.
+        random_state: Seed of the inner CV's shuffling.
+
+    Attributes:
+        C_: The chosen penalty strength.
+        coef_: Coefficient of every input feature (per standardised unit) at ``C_``.
+
+    When no coefficient is non-zero at the chosen C, the single feature with the largest |AUC − 0.5| is
+    kept (and logged) so the downstream classifier has an input.
+    """
+
+    def __init__(
+        self,
+        Cs: int | Sequence[float] = 20,
+        cv: int = 5,
+        max_features: int | None = None,
+        class_weight: str | None = "balanced",
+        random_state: int | None = 0,
+    ) -> None:
+        self.Cs = Cs
+        self.cv = cv
+        self.max_features = max_features
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> LassoSelector:
+        """Fit the L1 path with inner CV and keep the non-zero coefficients."""
+        X = _as_frame(X)
+        self._set_input(X)
+        arr = _numeric_matrix(X, "LassoSelector")
+        lab = _binary_labels(y, "LassoSelector")
+        sd = arr.std(axis=0)
+        z = (arr - arr.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        n_splits = int(min(self.cv, np.bincount(lab).min()))
+        if n_splits < 2:
+            raise ModelError("LassoSelector needs at least 2 patients of each class in the training data")
+        Cs = list(np.logspace(-3, 1, self.Cs)) if isinstance(self.Cs, int) else list(self.Cs)
+        model = LogisticRegressionCV(
+            Cs=Cs,
+            l1_ratios=(1.0,),
+            cv=StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state),
+            solver="liblinear",
+            scoring="neg_log_loss",
+            class_weight=self.class_weight,
+            max_iter=5000,
+            random_state=self.random_state,
+            use_legacy_attributes=False,
+        )
+        model.fit(z, lab)
+        coef = np.asarray(model.coef_, dtype=np.float64).ravel()
+        support = coef != 0
+        if not support.any():
+            rel = np.abs(univariate_auc(arr, lab) - 0.5)
+            support[int(np.argmax(rel))] = True
+            log.info("LASSO kept no feature at C=%.3g; keeping the most relevant one", float(np.ravel(model.C_)[0]))
+        if self.max_features is not None and support.sum() > self.max_features:
+            order = np.argsort(-np.abs(coef), kind="stable")[: self.max_features]
+            support = np.zeros_like(support)
+            support[order] = True
+        self.C_ = float(np.ravel(model.C_)[0])
+        self.coef_ = coef
+        self.support_ = support
+        return self
+
+
+class MRMRSelector(_FrameSelector):
+    """Minimum-redundancy maximum-relevance selection (correlation variant, difference scheme).
+
+    Greedy: start with the most relevant feature, then repeatedly add the feature maximising
+    relevance − mean |r| with the features already chosen. Relevance is 2·|AUC − 0.5| (in [0, 1], like
+    |r|), so both terms share a scale and the result is deterministic (no mutual-information estimator).
+
+    Args:
+        n_features: How many features to keep.
+        method: Correlation used for redundancy (``"pearson"`` or ``"spearman"``).
+    """
+
+    def __init__(self, n_features: int = 20, method: Literal["pearson", "spearman"] = "pearson") -> None:
+        self.n_features = n_features
+        self.method = method
+
+    def fit(self, X: Any, y: Any) -> MRMRSelector:
+        """Choose ``n_features`` features greedily."""
+        X = _as_frame(X)
+        self._set_input(X)
+        arr = _numeric_matrix(X, "MRMRSelector")
+        lab = _binary_labels(y, "MRMRSelector")
+        rel = 2.0 * np.abs(univariate_auc(arr, lab) - 0.5)
+        corr = _abs_corr(arr, self.method)
+        k = min(self.n_features, arr.shape[1])
+        chosen: list[int] = []
+        redundancy = np.zeros(arr.shape[1])
+        available = np.ones(arr.shape[1], dtype=bool)
+        for step in range(k):
+            score = rel - (redundancy / step if step else 0.0)
+            score = np.where(available, score, -np.inf)
+            j = int(np.argmax(score))
+            chosen.append(j)
+            available[j] = False
+            redundancy += corr[:, j]
+        support = np.zeros(arr.shape[1], dtype=bool)
+        support[chosen] = True
+        self.ranking_ = np.asarray(chosen)
+        self.support_ = support
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# PCA and per-source union (ComBat lives in rccgrade.features.harmonize)
+# --------------------------------------------------------------------------------------------------
+
+
+class PrefixPCA(TransformerMixin, BaseEstimator):
+    """PCA of the columns starting with ``prefix`` (e.g. 2,048 deep features); other columns pass through.
+
+    Args:
+        prefix: Columns to reduce; None reduces every column.
+        n_components: Number of components (int) or fraction of variance to keep (float in (0, 1)).
+        whiten: Scale components to unit variance.
+
+    Output columns are the untouched columns followed by ``<prefix>pcNNN`` (1-based).
+    """
+
+    def __init__(self, prefix: str | None = "deep:", n_components: int | float = 0.95, whiten: bool = False) -> None:
+        self.prefix = prefix
+        self.n_components = n_components
+        self.whiten = whiten
+
+    def _split(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
+        reduce = [c for c in X.columns if self.prefix is None or c.startswith(self.prefix)]
+        keep = [c for c in X.columns if c not in set(reduce)]
+        return reduce, keep
+
+    def fit(self, X: Any, y: Any = None) -> PrefixPCA:
+        """Fit the PCA basis on the training patients."""
+        X = _as_frame(X)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.reduce_, self.passthrough_ = self._split(X)
+        if self.reduce_:
+            arr = _numeric_matrix(X[self.reduce_], "PrefixPCA")
+            n_comp = self.n_components
+            if isinstance(n_comp, int):
+                n_comp = min(n_comp, *arr.shape)
+            self.pca_ = PCA(n_components=n_comp, whiten=self.whiten, svd_solver="full").fit(arr)
+        else:
+            self.pca_ = None
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Pass-through columns, then the component names."""
+        n = 0 if self.pca_ is None else int(self.pca_.n_components_)
+        stem = self.prefix or ""
+        return np.asarray(list(self.passthrough_) + [f"{stem}pc{i + 1:03d}" for i in range(n)], dtype=object)
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        """Project the reduced columns on the training components."""
+        X = _as_frame(X, list(self.feature_names_in_))
+        missing = [c for c in [*self.reduce_, *self.passthrough_] if c not in X.columns]
+        if missing:
+            raise ModelError(f"PrefixPCA: {len(missing)} feature(s) seen in training are missing: {missing[:5]}")
+        out = X[self.passthrough_].copy()
+        if self.pca_ is not None:
+            comp = self.pca_.transform(_numeric_matrix(X[self.reduce_], "PrefixPCA"))
+            names = self.get_feature_names_out()[len(self.passthrough_) :]
+            out = pd.concat([out, pd.DataFrame(comp, index=X.index, columns=list(names))], axis=1)
+        return out
+
+
+class SourceUnion(TransformerMixin, BaseEstimator):
+    """Apply one transformer (pipeline) per feature source and concatenate the results.
+
+    This is how arms take their inputs from a whole FeatureTable: each entry selects the columns starting
+    with its prefix (``"clin:"``, ``"rad:"``, ``"deep:box:"`` …) and runs its own fitted chain on them, so
+    every source is imputed, filtered and selected on its own before feature-level fusion.
+
+    Args:
+        transformers: ``(name, prefix, transformer)`` triples.
+    """
+
+    def __init__(self, transformers: Sequence[tuple[str, str, Any]]) -> None:
+        self.transformers = transformers
+
+    def fit(self, X: Any, y: Any = None) -> SourceUnion:
+        """Fit each source's transformer on its columns."""
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.transformers_: list[tuple[str, str, Any]] = []
+        self.columns_: dict[str, list[str]] = {}
+        for name, prefix, est in self.transformers:
+            cols = [c for c in X.columns if c.startswith(prefix)]
+            if not cols:
+                raise ModelError(
+                    f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
+                    f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
+                )
+            fitted = clone(est).fit(X[cols], y)
+            if len(fitted.get_feature_names_out()) == 0:
+                raise ModelError(
+                    f"no feature of {name!r} survived preprocessing and selection on the training patients "
+                    f"({len(cols)} column(s) in); check the source's values or relax the selection settings"
+                )
+            self.transformers_.append((name, prefix, fitted))
+            self.columns_[name] = cols
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Concatenated output names of every source."""
+        names: list[str] = []
+        for _, _, est in self.transformers_:
+            names.extend(list(est.get_feature_names_out()))
+        return np.asarray(names, dtype=object)
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        """Transform each source and concatenate the columns."""
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
+        parts = []
+        for name, _, est in self.transformers_:
+            cols = self.columns_[name]
+            missing = [c for c in cols if c not in X.columns]
+            if missing:
+                raise ModelError(f"{len(missing)} feature(s) of {name!r} seen in training are missing: {missing[:5]}")
+            out = est.transform(X[cols])
+            if not isinstance(out, pd.DataFrame):
+                out = pd.DataFrame(np.asarray(out), index=X.index, columns=list(est.get_feature_names_out()))
+            parts.append(out)
+        return pd.concat(parts, axis=1)

@@ -1,0 +1,544 @@
+"""Model arms: clinical, radiomics, deep per ROI, combined (feature-level fusion) and stacked (late fusion).
+
+Every arm is one scikit-learn estimator that takes the *whole* FeatureTable and picks its own columns by
+prefix (``clin:``, ``rad:``, ``deep:<roi>:``), so all arms share one interface for fitting, tuning,
+cross-validation, bundling and prediction:
+
+``Pipeline([("features", SourceUnion([per-source chain …])), ("clf", classifier)])``
+
+with each per-source chain = impute/encode → (ComBat) → (PCA) → selection steps → z-score. The
+``combined`` arm runs the chains of several sources side by side and fits one classifier on the union of
+their selected features. ``stacked`` fits a logistic regression on the logits of the other arms'
+out-of-fold training probabilities.
+
+Everything fitted — imputation medians, selected features, LASSO penalty, scaler, hyper-parameters, the
+decision threshold — is learnt from the training patients only; out-of-fold probabilities refit the whole
+chain (tuning included, by default) in every fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from rccgrade.cohort.types import Cohort
+from rccgrade.errors import ConfigError, ModelError
+from rccgrade.features.selection import (
+    ComBat,
+    CorrelationFilter,
+    LassoSelector,
+    MRMRSelector,
+    NearConstantFilter,
+    PrefixPCA,
+    SourceUnion,
+    StabilityFilter,
+    TabularPreprocessor,
+    UnivariateFilter,
+    icc_mapping,
+)
+from rccgrade.features.table import validate_table
+from rccgrade.models.classifiers import default_grid, make_classifier
+from rccgrade.models.settings import ModelSettings
+from rccgrade.models.split import repeated_cv_oof
+from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, stratified_folds
+
+log = logging.getLogger(__name__)
+
+SINGLE_SOURCES: dict[str, str] = {"clinical": "clin:", "radiomics": "rad:"}
+"""Arm / source name → column prefix (``deep:<roi>`` → ``deep:<roi>:``)."""
+
+_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------------
+# clinical features
+# --------------------------------------------------------------------------------------------------
+
+
+def clinical_table(cohort: Cohort) -> pd.DataFrame:
+    """The cohort's clinical variables as a FeatureTable (``clin:<name>`` columns).
+
+    Numeric variables stay float64 (NaN when missing); categorical ones keep the ``category`` dtype —
+    imputation and one-hot encoding happen inside each model's pipeline, fitted on training patients.
+    """
+    frame = cohort.clinical_frame().copy()
+    frame.columns = [f"clin:{c}" for c in frame.columns]
+    frame.index = frame.index.astype(str)
+    frame.index.name = "patient_id"
+    return validate_table(frame)
+
+
+# --------------------------------------------------------------------------------------------------
+# arm construction
+# --------------------------------------------------------------------------------------------------
+
+
+def deep_rois(columns: Sequence[str]) -> list[str]:
+    """ROI names present among ``deep:<roi>:<feature>`` columns, sorted."""
+    return sorted({c.split(":")[1] for c in columns if c.startswith("deep:") and c.count(":") >= 2})
+
+
+def expand_sources(names: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """Replace ``deep:*`` by one ``deep:<roi>`` per ROI in ``columns`` (order kept, duplicates removed)."""
+    out: list[str] = []
+    for name in names:
+        items = [f"deep:{roi}" for roi in deep_rois(columns)] if name == "deep:*" else [name]
+        out.extend(i for i in items if i not in out)
+    return out
+
+
+def source_prefix(source: str) -> str:
+    """Column prefix of a source (``clinical`` → ``clin:``, ``deep:box`` → ``deep:box:``)."""
+    if source in SINGLE_SOURCES:
+        return SINGLE_SOURCES[source]
+    if source.startswith("deep:") and source.count(":") == 1 and len(source) > 5:
+        return source + ":"
+    raise ConfigError(
+        f"unknown feature source {source!r}; use 'clinical', 'radiomics', 'deep:<roi>' or 'deep:*' "
+        "(models.arms / models.combined_sources)"
+    )
+
+
+def arm_sources(arm: str, settings: ModelSettings, columns: Sequence[str]) -> list[str]:
+    """Sources an arm draws its features from."""
+    if arm == "combined":
+        sources = expand_sources(settings.combined_sources, columns)
+        present = [s for s in sources if any(c.startswith(source_prefix(s)) for c in columns)]
+        if not present:
+            raise ModelError(f"the combined arm found none of its sources {sources} in the feature table")
+        return present
+    if arm == "stacked":
+        raise ModelError("the stacked arm has no sources of its own; it combines the other arms")
+    source_prefix(arm)
+    return [arm]
+
+
+def source_chain(
+    source: str,
+    settings: ModelSettings,
+    seed: int,
+    stability: Mapping[str, float] | None = None,
+    centers: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """The per-source chain: impute/encode → (ComBat) → (PCA) → selection steps → z-score."""
+    sel = settings.selection
+    prefix = source_prefix(source)
+    clinical = source == "clinical"
+    steps: list[tuple[str, Any]] = [("impute", TabularPreprocessor())]
+    if sel.combat and not clinical:
+        if centers is None:
+            raise ConfigError("models.selection.combat is on but no centers were given; add a 'center' column")
+        steps.append(("combat", ComBat(batches=dict(centers), empirical_bayes=sel.combat_empirical_bayes)))
+    if sel.deep_pca is not None and source.startswith("deep:"):
+        steps.append(("pca", PrefixPCA(prefix=prefix, n_components=sel.deep_pca)))
+    for step in settings.clinical_steps if clinical else sel.steps:
+        if step == "near_constant":
+            steps.append((step, NearConstantFilter(max_frequency=sel.near_constant_max_frequency)))
+        elif step == "stability":
+            if source == "radiomics" and stability is not None:
+                steps.append(
+                    (
+                        step,
+                        StabilityFilter(
+                            icc=dict(stability),
+                            threshold=sel.stability_threshold,
+                            keep_missing=sel.stability_keep_missing,
+                            prefix="rad:",
+                        ),
+                    )
+                )
+        elif step == "univariate":
+            steps.append(
+                (
+                    step,
+                    UnivariateFilter(
+                        test=sel.univariate_test,
+                        alpha=sel.univariate_alpha,
+                        min_features=sel.univariate_min_features,
+                        max_features=sel.univariate_max_features,
+                    ),
+                )
+            )
+        elif step == "correlation":
+            steps.append((step, CorrelationFilter(threshold=sel.correlation_threshold, method=sel.correlation_method)))
+        elif step == "lasso":
+            steps.append(
+                (
+                    step,
+                    LassoSelector(
+                        Cs=sel.lasso_cs, cv=sel.lasso_cv, max_features=sel.lasso_max_features, random_state=seed
+                    ),
+                )
+            )
+        elif step == "mrmr":
+            steps.append((step, MRMRSelector(n_features=sel.mrmr_features, method=sel.correlation_method)))
+    steps.append(("scale", StandardScaler().set_output(transform="pandas")))
+    return Pipeline(steps)
+
+
+def classifier_name(arm: str, settings: ModelSettings) -> str:
+    """Classifier used by an arm (per-arm override, else the default)."""
+    return settings.arm_classifiers.get(arm, settings.classifier)
+
+
+def build_arm(
+    arm: str,
+    columns: Sequence[str],
+    settings: ModelSettings,
+    seed: int = 0,
+    stability: Mapping[str, float] | None = None,
+    centers: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """An unfitted arm estimator (takes the whole FeatureTable)."""
+    union = SourceUnion(
+        [
+            (s, source_prefix(s), source_chain(s, settings, seed, stability, centers))
+            for s in arm_sources(arm, settings, columns)
+        ]
+    )
+    return Pipeline([("features", union), ("clf", make_classifier(classifier_name(arm, settings), seed))])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class StackedClassifier(ClassifierMixin, BaseEstimator):
+    """Late fusion: logistic regression on the logits of several arms' probabilities.
+
+    ``fit`` fits each base arm on all data and the meta-model on their out-of-fold probabilities (so the
+    meta-model learns how the arms behave on patients they were not fitted on).
+
+    Args:
+        estimators: ``(arm name, unfitted arm estimator)`` pairs.
+        cv: Folds of the out-of-fold predictions.
+        random_state: Seed of the folds.
+    """
+
+    def __init__(self, estimators: Sequence[tuple[str, Any]], cv: int = 5, random_state: int = 0) -> None:
+        self.estimators = estimators
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: Any) -> StackedClassifier:
+        """Fit the base arms and the meta-model."""
+        y = np.asarray(y).astype(np.int64)
+        folds = stratified_folds(y, self.cv, self.random_state)
+        fitted, oof = [], []
+        for name, est in self.estimators:
+            fitted.append((name, clone(est).fit(X, y)))
+            oof.append(cross_val_predict(clone(est), X, y, cv=folds, method="predict_proba")[:, 1])
+        return self._set_fitted(fitted, np.column_stack(oof), y)
+
+    def _set_fitted(self, fitted: list[tuple[str, Any]], oof: np.ndarray, y: np.ndarray) -> StackedClassifier:
+        self.estimators_ = list(fitted)
+        self.meta_ = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(_logit(oof), y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: Sequence[tuple[str, Any]], oof: np.ndarray, y: Any, cv: int = 5, random_state: int = 0
+    ) -> StackedClassifier:
+        """Build from already-fitted arms and their OOF probabilities (no refitting of the arms)."""
+        est = cls(estimators=[(n, clone(e)) for n, e in fitted], cv=cv, random_state=random_state)
+        return est._set_fitted(list(fitted), np.asarray(oof), np.asarray(y).astype(np.int64))
+
+    def base_probabilities(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each base arm's probability of high grade."""
+        return pd.DataFrame(
+            {name: est.predict_proba(X)[:, 1] for name, est in self.estimators_}, index=getattr(X, "index", None)
+        )
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Meta-model probabilities, shape (n, 2)."""
+        return self.meta_.predict_proba(_logit(self.base_probabilities(X).to_numpy()))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Class with the larger probability."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# fitting all arms
+# --------------------------------------------------------------------------------------------------
+
+
+def choose_threshold(y: Any, score: Any) -> float:
+    """Probability cut-off maximising Youden's J on training (out-of-fold) probabilities.
+
+    Delegates to :func:`rccgrade.stats.thresholds.youden_threshold` (midpoints between distinct scores,
+    ties to the highest cut-off); a patient is called high grade when ``probability >= threshold``. When
+    every score is identical no cut-off separates anything: that score is returned (and logged).
+    """
+    from rccgrade.errors import StatsError
+    from rccgrade.stats.thresholds import youden_threshold
+
+    try:
+        return float(youden_threshold(y, score).threshold)
+    except StatsError as exc:
+        value = float(np.asarray(score, dtype=np.float64).ravel()[0])
+        log.warning("no Youden threshold (%s); using the constant score %.4g", exc, value)
+        return value
+
+
+def describe_model(model: Any) -> pd.DataFrame:
+    """Selected features of a fitted arm with their coefficient (or importance) for the report.
+
+    Returns:
+        DataFrame with columns ``feature``, ``coefficient`` (per standard deviation of the feature, NaN
+        when the classifier has none), ``importance`` (tree importances, NaN otherwise), ``mean`` and
+        ``sd`` (training mean/SD used for z-scoring, to turn coefficients back into original units for a
+        nomogram). Logistic regression adds an ``(intercept)`` row.
+    """
+    if isinstance(model, StackedClassifier):
+        names = [n for n, _ in model.estimators_]
+        rows = pd.DataFrame({"feature": [f"logit p({n})" for n in names], "coefficient": model.meta_.coef_.ravel()})
+        intercept = pd.DataFrame({"feature": ["(intercept)"], "coefficient": [float(model.meta_.intercept_[0])]})
+        out = pd.concat([rows, intercept], ignore_index=True)
+        out["importance"] = np.nan
+        out["mean"] = np.nan
+        out["sd"] = np.nan
+        return out
+    union: SourceUnion = model.named_steps["features"]
+    clf = model.named_steps["clf"]
+    names = list(union.get_feature_names_out())
+    means, sds = [], []
+    for _, _, chain in union.transformers_:
+        scaler = chain.named_steps["scale"]
+        means.extend(scaler.mean_.tolist())
+        sds.extend(scaler.scale_.tolist())
+    coef = np.asarray(clf.coef_).ravel() if hasattr(clf, "coef_") else np.full(len(names), np.nan)
+    imp = np.asarray(clf.feature_importances_) if hasattr(clf, "feature_importances_") else np.full(len(names), np.nan)
+    out = pd.DataFrame({"feature": names, "coefficient": coef, "importance": imp, "mean": means, "sd": sds})
+    if hasattr(clf, "intercept_"):
+        out = pd.concat(
+            [out, pd.DataFrame({"feature": ["(intercept)"], "coefficient": [float(np.ravel(clf.intercept_)[0])]})],
+            ignore_index=True,
+        )
+    return out
+
+
+@dataclass
+class ArmsResult:
+    """Everything fitted by :func:`fit_arms`.
+
+    Attributes:
+        arms: Arm names in fitting order (``deep:*`` expanded).
+        models: Arm → fitted estimator (takes the whole FeatureTable).
+        train_ids: Training patients.
+        test_ids: Test patients (may be empty).
+        y_train: Training labels.
+        train_proba: Apparent probabilities of the training patients (patients × arms).
+        oof_proba: Out-of-fold probabilities of the training patients (patients × arms).
+        test_proba: Probabilities of the test patients (patients × arms).
+        thresholds: Arm → Youden threshold chosen on the OOF probabilities.
+        selected: Arm → selected features with coefficients (:func:`describe_model`).
+        best_params: Arm → tuned hyper-parameters.
+        repeated_oof: Arm → repeated-CV OOF probabilities (when ``cv_repeats > 0``).
+        skipped: Configured single-source arm → why it was not fitted (its source is absent from the table).
+        settings: The settings used.
+        seed: The seed used.
+    """
+
+    arms: list[str]
+    models: dict[str, Any]
+    train_ids: list[str]
+    test_ids: list[str]
+    y_train: pd.Series
+    train_proba: pd.DataFrame
+    oof_proba: pd.DataFrame
+    test_proba: pd.DataFrame
+    thresholds: dict[str, float]
+    selected: dict[str, pd.DataFrame]
+    best_params: dict[str, dict[str, Any]]
+    settings: ModelSettings
+    seed: int
+    repeated_oof: dict[str, pd.DataFrame] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _check_inputs(table: pd.DataFrame, y: pd.Series, train_ids: Sequence[str]) -> tuple[list[str], pd.Series]:
+    validate_table(table)
+    train = [str(p) for p in train_ids]
+    missing = [p for p in train if p not in table.index]
+    if missing:
+        raise ModelError(f"{len(missing)} training patient(s) have no features: {missing[:5]}", patient_id=missing[0])
+    y_train = y.reindex(train)
+    unlabeled = y_train.index[y_train.isna()].tolist()
+    if unlabeled:
+        raise ModelError(f"training patient(s) without a label: {unlabeled[:5]}", patient_id=str(unlabeled[0]))
+    y_train = y_train.astype(np.int64)
+    if set(y_train.unique().tolist()) != {0, 1}:
+        raise ModelError("the training patients must include both low- and high-grade cases")
+    return train, y_train
+
+
+def fit_arms(
+    table: pd.DataFrame,
+    y: pd.Series,
+    train_ids: Sequence[str],
+    settings: ModelSettings | None = None,
+    seed: int = 0,
+    stability: pd.Series | pd.DataFrame | Mapping[str, float] | None = None,
+    centers: pd.Series | Mapping[str, str] | None = None,
+    test_ids: Sequence[str] | None = None,
+) -> ArmsResult:
+    """Fit every configured arm on the training patients and predict the others.
+
+    Args:
+        table: FeatureTable of all patients (training and test).
+        y: ``high_grade`` (0/1) indexed by ``patient_id``; only training labels are used for fitting.
+        train_ids: Training patients.
+        settings: Model settings (defaults when None).
+        seed: Seed of every random step (folds, LASSO CV, classifiers).
+        stability: ICC per radiomics feature from the stability analysis (None: no stability filter).
+        centers: Centre per patient (needed when ComBat is on).
+        test_ids: Patients to predict; default every patient of ``table`` not in ``train_ids``.
+
+    Returns:
+        :class:`ArmsResult` with fitted arms, apparent/OOF/test probabilities, thresholds and selected features.
+
+    Raises:
+        ModelError: missing features or labels, or no arm left to fit. A single-source arm whose columns are
+            absent is skipped (logged, listed in ``ArmsResult.skipped``).
+        ConfigError: unknown arm/source/classifier.
+    """
+    settings = settings or ModelSettings()
+    train, y_train = _check_inputs(table, y, train_ids)
+    train_set = set(train)
+    tests = [str(p) for p in test_ids] if test_ids is not None else [p for p in table.index if p not in train_set]
+    absent = [p for p in tests if p not in table.index]
+    if absent:
+        raise ModelError(f"{len(absent)} test patient(s) have no features: {absent[:5]}", patient_id=absent[0])
+    overlap = sorted(set(tests) & train_set)
+    if overlap:
+        raise ModelError(f"patients in both the training and the test set: {overlap[:5]}", patient_id=overlap[0])
+    X_train = table.loc[train]
+    X_test = table.loc[tests]
+    icc = icc_mapping(stability) if stability is not None else None
+    center_map = (
+        None if centers is None else {str(k): (None if pd.isna(v) else str(v)) for k, v in dict(centers).items()}
+    )
+    arms = expand_sources(settings.arms, list(table.columns))
+    skipped: dict[str, str] = {}
+    for arm in list(arms):
+        if arm in ("combined", "stacked"):
+            continue
+        prefix = source_prefix(arm)
+        if not any(c.startswith(prefix) for c in table.columns):
+            skipped[arm] = f"no '{prefix}' columns in the feature table"
+            log.warning("arm %s skipped: %s", arm, skipped[arm])
+            arms.remove(arm)
+    if not [a for a in arms if a != "stacked"]:
+        raise ModelError(f"no arm can be fitted: {skipped or 'no arms configured'} (models.arms)")
+    folds = stratified_folds(y_train, settings.cv_folds, seed)
+
+    models: dict[str, Any] = {}
+    train_p: dict[str, np.ndarray] = {}
+    oof_p: dict[str, np.ndarray] = {}
+    test_p: dict[str, np.ndarray] = {}
+    thresholds: dict[str, float] = {}
+    selected: dict[str, pd.DataFrame] = {}
+    best_params: dict[str, dict[str, Any]] = {}
+    repeated: dict[str, pd.DataFrame] = {}
+    for arm in arms:
+        if arm == "stacked":
+            continue
+        est = build_arm(arm, list(table.columns), settings, seed, icc, center_map)
+        grid = {f"clf__{k}": v for k, v in default_grid(classifier_name(arm, settings), settings.param_grids).items()}
+        search = make_search(
+            est, grid, folds, search=settings.search, n_iter=settings.n_iter, scoring=settings.scoring, seed=seed
+        )
+        log.info("fitting arm %s on %d training patients", arm, len(train))
+        fitted, params = fit_tuned(clone(search), X_train, y_train)
+        oof_model = search if settings.nested_oof else clone(est).set_params(**params)
+        oof_p[arm] = oof_probabilities(oof_model, X_train, y_train, folds)
+        models[arm] = fitted
+        best_params[arm] = params
+        train_p[arm] = fitted.predict_proba(X_train)[:, 1]
+        test_p[arm] = fitted.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
+        thresholds[arm] = choose_threshold(y_train, oof_p[arm])
+        selected[arm] = describe_model(fitted)
+        if settings.cv_repeats > 0:
+            repeated[arm] = repeated_cv_oof(
+                clone(est).set_params(**params),
+                X_train,
+                y_train,
+                n_splits=folds.n_splits,
+                n_repeats=settings.cv_repeats,
+                seed=seed,
+            )
+    if "stacked" in arms:
+        base = settings.stacked_arms or [a for a in arms if a not in ("stacked", "combined")]
+        base = expand_sources(base, list(table.columns))
+        unknown = [a for a in base if a not in models]
+        if settings.stacked_arms is not None and (unknown or len(base) < 2):
+            raise ConfigError(
+                f"the stacked arm needs at least two fitted arms to combine; requested {base}, not fitted: {unknown} "
+                "(models.stacked_arms / models.arms)"
+            )
+        if len(base) < 2:
+            skipped["stacked"] = f"needs at least two single-source arms to combine; fitted: {base}"
+            log.warning("arm stacked skipped: %s", skipped["stacked"])
+    if "stacked" in arms and "stacked" not in skipped:
+        oof = np.column_stack([oof_p[a] for a in base])
+        stacked = StackedClassifier.from_fitted(
+            [(a, models[a]) for a in base], oof, y_train, cv=folds.n_splits, random_state=seed
+        )
+        meta = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
+        oof_p["stacked"] = cross_val_predict(meta, _logit(oof), y_train, cv=folds, method="predict_proba")[:, 1]
+        models["stacked"] = stacked
+        best_params["stacked"] = {}
+        train_p["stacked"] = stacked.meta_.predict_proba(_logit(np.column_stack([train_p[a] for a in base])))[:, 1]
+        test_p["stacked"] = stacked.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
+        thresholds["stacked"] = choose_threshold(y_train, oof_p["stacked"])
+        selected["stacked"] = describe_model(stacked)
+    fitted_arms = [a for a in arms if a in models]
+    return ArmsResult(
+        arms=fitted_arms,
+        models=models,
+        train_ids=train,
+        test_ids=tests,
+        y_train=y_train,
+        train_proba=pd.DataFrame({a: train_p[a] for a in fitted_arms}, index=pd.Index(train, name="patient_id")),
+        oof_proba=pd.DataFrame({a: oof_p[a] for a in fitted_arms}, index=pd.Index(train, name="patient_id")),
+        test_proba=pd.DataFrame({a: test_p[a] for a in fitted_arms}, index=pd.Index(tests, name="patient_id")),
+        thresholds=thresholds,
+        selected=selected,
+        best_params=best_params,
+        settings=settings,
+        seed=seed,
+        repeated_oof=repeated,
+        skipped=skipped,
+    )
+
+
+def predict_arms(result: ArmsResult, table: pd.DataFrame, arms: Sequence[str] | None = None) -> pd.DataFrame:
+    """Probability of high grade from each fitted arm for the patients of ``table``.
+
+    Returns:
+        DataFrame indexed by ``patient_id`` with one column per arm.
+    """
+    validate_table(table)
+    arms = list(arms) if arms is not None else result.arms
+    unknown = [a for a in arms if a not in result.models]
+    if unknown:
+        raise ModelError(f"arm(s) {unknown} were not fitted; fitted arms: {result.arms}")
+    return pd.DataFrame({a: result.models[a].predict_proba(table)[:, 1] for a in arms}, index=table.index)
+
+
+def oof_folds(y_train: pd.Series, settings: ModelSettings, seed: int) -> StratifiedKFold:
+    """The stratified folds :func:`fit_arms` uses for tuning and OOF probabilities."""
+    return stratified_folds(y_train, settings.cv_folds, seed)
