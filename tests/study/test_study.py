@@ -1,0 +1,279 @@
+"""End to end: the whole study on a tiny synthetic cohort — run folder, determinism, stage caching."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from rccgrade.config import config_from_dict
+from rccgrade.errors import ConfigError
+from rccgrade.study import StudyObserver, metrics_equal, read_stage_log, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 3,
+    "synth": {"n": 16, "seed": 5, "size": "small"},
+    "parallel": {"backend": "serial"},
+    "preprocess": {"registration": {"enabled": False}, "rois": ["tumour", "dilated5mm"], "image_size": 32, "qc": False},
+    "radiomics": {"params": str(ROOT / "configs" / "radiomics_demo.yaml"), "stability": {"enabled": False}},
+    "deep": {"arch": "resnet_tiny", "weights": "none", "input_size": 32, "rois": ["tumour", "dilated5mm"]},
+    "models": {"cv_folds": 3, "nested_oof": False, "selection": {"lasso_cs": 4, "lasso_cv": 3}},
+    "evaluation": {"roc_band_bootstrap": 0},
+    "report": {"gradcam_cases": 2},
+}
+ARMS = ["clinical", "radiomics", "deep:dilated5mm", "deep:tumour", "combined", "stacked"]
+
+
+class Recorder(StudyObserver):
+    """Collects the observer events, to check the CLI's progress display gets them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def stage_started(self, name: str, description: str) -> None:
+        self.events.append(("start", name))
+
+    def stage_finished(self, record: Any) -> None:
+        self.events.append((record.status, record.name))
+
+
+def _config(runs_dir: Path, **changes: Any) -> Any:
+    data = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    data["runs_dir"] = str(runs_dir)
+    return config_from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], Recorder]:
+    runs = tmp_path_factory.mktemp("runs_a")
+    rec = Recorder()
+    result = run_study(_config(runs), observer=rec)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    return result, metrics, rec
+
+
+def test_run_folder_holds_every_output(first_run: tuple[Any, dict[str, Any], Recorder]) -> None:
+    result, metrics, rec = first_run
+    run = result.run_dir
+    for name in (
+        "config.yaml",
+        "provenance.json",
+        "validation.csv",
+        "split.csv",
+        "predictions.csv",
+        "metrics.json",
+        "failures.csv",
+        "stages.json",
+        "study.log",
+        "report.html",
+    ):
+        assert (run / name).is_file(), name
+    # every stage ran once, in order, and the observer saw it
+    stages = read_stage_log(run)
+    assert [s["name"] for s in stages] == [
+        "cohort", "preprocess", "split", "radiomics", "deep", "clinical", "models", "evaluate", "report"
+    ]  # fmt: skip
+    assert {s["status"] for s in stages} == {"ran"}
+    assert ("ran", "models") in rec.events and ("start", "cohort") in rec.events
+    # the resolved config round-trips
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 3
+    # predictions: patient, split, label and one probability column per arm
+    pred = pd.read_csv(run / "predictions.csv", dtype={"patient_id": str})
+    assert list(pred.columns[:3]) == ["patient_id", "split", "y"]
+    assert set(ARMS) <= set(pred.columns)
+    assert pred[ARMS].apply(lambda c: c.between(0, 1).all()).all()
+    split = pd.read_csv(run / "split.csv", dtype={"patient_id": str})
+    assert dict(zip(split["patient_id"], split["split"], strict=True)) == dict(
+        zip(pred["patient_id"], pred["split"], strict=True)
+    )
+    # metrics: AUC with CI for both cohorts, for every arm; DeLong comparisons
+    assert set(metrics["arms"]) == set(ARMS)
+    for arm in ARMS:
+        for cohort in ("train", "test"):
+            auc = metrics["arms"][arm][f"{cohort}.auc"]
+            lo, hi = metrics["arms"][arm][f"{cohort}.auc.ci"]
+            assert 0 <= lo <= auc <= hi <= 1
+    assert metrics["comparisons"]["test"]
+    # one loadable bundle per arm
+    from rccgrade.models.bundle import load_bundle
+
+    for arm in ARMS:
+        bundle = load_bundle(run / "bundles" / arm.replace(":", "-"))
+        assert bundle.arm == arm
+    # figures: PNG + SVG
+    assert (run / "figures" / "roc.png").is_file() and (run / "figures" / "roc.svg").is_file()
+
+
+def test_provenance_checksums_are_real(first_run: tuple[Any, dict[str, Any], Recorder]) -> None:
+    result, _, _ = first_run
+    prov = json.loads((result.run_dir / "provenance.json").read_text())
+    assert prov["seed"] == 3
+    assert {"numpy", "scikit-learn", "torch", "pyradiomics", "SimpleITK"} <= set(prov["packages"])
+    sums = prov["input_checksums"]
+    cohort_dir = result.run_dir / "cohort"
+    # manifest + 3 phases + mask for each of the 16 patients
+    assert len(sums) == 1 + 16 * 4
+    manifest_sum = hashlib.sha256((cohort_dir / "manifest.csv").read_bytes()).hexdigest()
+    assert sums["manifest.csv"] == manifest_sum
+    some = next(k for k in sums if k.endswith(".nii.gz"))
+    assert sums[some] == hashlib.sha256((cohort_dir / some).read_bytes()).hexdigest()
+    assert set(prov["timings_s"]) >= {"cohort", "preprocess", "models"}
+
+
+def test_report_is_self_contained(first_run: tuple[Any, dict[str, Any], Recorder]) -> None:
+    from PIL import Image
+
+    from rccgrade.report.html import external_urls
+
+    text = (first_run[0].run_dir / "report.html").read_text()
+    assert external_urls(text) == []
+    srcs = re.findall(r'<img[^>]+src="([^"]+)"', text)
+    assert len(srcs) >= 5  # roc, calibration ×2, dca ×2 (+ nomogram, Grad-CAM)
+    for src in srcs:
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        img.load()
+    for needle in ("Table 1.", "Clinical characteristics", "Paired DeLong", "TRIPOD+AI", "randomly initialised"):
+        assert needle in text, needle
+
+
+def test_same_config_and_seed_give_identical_metrics(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    result = run_study(_config(tmp_path / "runs_b"))
+    again = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics_equal(first_run[1], again)
+    assert again == first_run[1]
+
+
+def test_changing_a_model_setting_reuses_extraction(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    # work on a copy so the other tests keep the first run's outputs
+    runs = tmp_path / "runs_c"
+    shutil.copytree(first_run[0].run_dir, runs / "tiny")
+    result = run_study(_config(runs, **{"models.cv_folds": 4}))
+    status = {s["name"]: s["status"] for s in read_stage_log(result.run_dir)}
+    assert status["preprocess"] == "cached"
+    assert status["radiomics"] == "cached"
+    assert status["deep"] == "cached"
+    assert status["models"] == "ran"
+    assert status["evaluate"] == "ran" and status["report"] == "ran"
+    log = (result.run_dir / "study.log").read_text()
+    assert re.search(r"stage preprocess\s+cached", log)
+    assert re.search(r"stage deep\s+cached", log)
+    assert re.search(r"stage models\s+ran", log)
+    # a preprocessing change invalidates what depends on it (keys differ), without running anything
+    from rccgrade.cache import stable_hash
+
+    assert stable_hash(_config(runs).preprocess) != stable_hash(
+        _config(runs, **{"preprocess.image_size": 48}).preprocess
+    )
+
+
+def test_study_without_cohort_says_how_to_fix(tmp_path: Path) -> None:
+    cfg = config_from_dict({"name": "empty", "runs_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"cohort\.manifest"):
+        run_study(cfg)
+
+
+def test_external_validation_on_a_cohort_without_excretory_phase(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    from rccgrade.external import evaluate_external
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "ext", n=10, seed=11, size="small", parallel=ParallelSettings(backend="serial"))
+    frame = pd.read_csv(manifest, dtype=str)
+    full = manifest.with_name("manifest_full.csv")
+    frame.to_csv(full, index=False)
+    frame.drop(columns=["excretory"]).to_csv(manifest, index=False)
+    result = evaluate_external(first_run[0].run_dir / "bundles", manifest, tmp_path / "out", cohort_name="Centre X")
+    arms = {r["arm"] for r in result.rows}
+    assert {"clinical", "radiomics", "combined"} <= arms
+    pred = pd.read_csv(result.out_dir / "predictions.csv", dtype={"patient_id": str})
+    assert len(pred) == 10 and pred["y"].isin([0, 1]).all()
+    # the statistics equal a direct computation on the saved predictions
+    from rccgrade.stats.roc import auc
+
+    for arm in ("clinical", "combined"):
+        assert result.metrics["arms"][arm]["external.auc"] == pytest.approx(auc(pred["y"], pred[arm]), abs=1e-12)
+        thr = result.metrics["thresholds"][arm]
+        sens = ((pred[arm] >= thr) & (pred["y"] == 1)).sum() / (pred["y"] == 1).sum()
+        assert result.metrics["arms"][arm]["external.sensitivity"] == pytest.approx(sens)
+    assert any("excretory" in w for w in result.warnings)
+    text = result.report.read_text()
+    assert "External validation" in text and "Centre X" in text and "excretory" in text
+    # `rccgrade predict`'s own path (features recomputed from the bundle's settings; it needs all three phases)
+    # gives the same radiomics-arm probabilities: arterial radiomics do not depend on the excretory phase
+    from rccgrade.models.bundle import load_bundle
+    from rccgrade.models.predict import compute_features_for_bundle, predict_bundle
+
+    bundle = load_bundle(first_run[0].run_dir / "bundles" / "radiomics")
+    table, settings = compute_features_for_bundle(
+        bundle, full, tmp_path / "predict", parallel=ParallelSettings(backend="serial")
+    )
+    theirs = predict_bundle(bundle, table, settings)["probability"]
+    assert len(theirs) == 10
+    mine = pred.set_index("patient_id")["radiomics"].reindex(theirs.index)
+    assert mine.to_numpy() == pytest.approx(theirs.to_numpy(), abs=1e-9)
+
+
+def test_cli_study_prints_summary_and_report_path(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+
+    runs = tmp_path / "runs_cli"
+    shutil.copytree(first_run[0].run_dir, runs / "tiny")
+    data = json.loads(json.dumps(TINY))
+    data["runs_dir"] = str(runs)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(app, ["study", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "Discrimination (AUC, 95% CI)" in res.output
+    assert f"report: {runs / 'tiny' / 'report.html'}" in res.output.replace("\n", "")
+    status = {s["name"]: s["status"] for s in read_stage_log(runs / "tiny")}
+    assert status["preprocess"] == status["radiomics"] == status["deep"] == status["models"] == "cached"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodels: {clasifier: svm}\n")
+    res = CliRunner().invoke(app, ["study", str(bad)])
+    assert res.exit_code == 2 and "clasifier" in res.output
+
+
+def test_scheduler_address_sends_per_case_work_to_dask(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    runs = tmp_path / "runs_dask"
+    shutil.copytree(first_run[0].run_dir, runs / "tiny")
+    # extraction is cached; the per-case validation of the cohort stage still runs, on the cluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        before = cluster.scheduler.transition_counter
+        result = run_study(_config(runs), scheduler=cluster.scheduler_address)
+        assert cluster.scheduler.transition_counter > before
+    status = {s["name"]: s["status"] for s in read_stage_log(result.run_dir)}
+    assert status["cohort"] == "ran" and status["preprocess"] == "cached"
+    assert json.loads((result.run_dir / "metrics.json").read_text()) == first_run[1]
