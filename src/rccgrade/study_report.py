@@ -404,7 +404,13 @@ def methods_paragraphs(ctx: StudyContext) -> list[str]:
         + " Clinical variables as recorded, imputed inside each model.",
         f"Models: {mod.classifier} classifiers per arm ({', '.join(mod.arms)}), selection steps "
         f"{' → '.join(mod.selection.steps)} on the training patients, hyper-parameters tuned by {mod.cv_folds}-fold "
-        f"stratified CV; class imbalance handled by class weights. Split: "
+        f"stratified CV; class imbalance handled by the training-derived threshold"
+        + (
+            " (logistic models unweighted to keep probabilities calibrated)"
+            if mod.classifier == "logistic"
+            else " and class weights"
+        )
+        + ". Split: "
         f"{ctx.outputs.get('split_source', 'stratified random')} ({1 - mod.test_size:.0%} / {mod.test_size:.0%}). "
         f"Training-cohort statistics use out-of-fold probabilities. AUC CIs by {ev.ci_method}; paired DeLong tests "
         f"with {ev.multiple_testing} correction; Youden threshold from the training cohort; calibration "

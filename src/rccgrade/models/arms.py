@@ -243,7 +243,7 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_fitted(self, fitted: list[tuple[str, Any]], oof: np.ndarray, y: np.ndarray) -> StackedClassifier:
         self.estimators_ = list(fitted)
-        self.meta_ = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(_logit(oof), y)
+        self.meta_ = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(oof), y)
         self.classes_ = np.array([0, 1])
         return self
 
@@ -497,7 +497,7 @@ def fit_arms(
         stacked = StackedClassifier.from_fitted(
             [(a, models[a]) for a in base], oof, y_train, cv=folds.n_splits, random_state=seed
         )
-        meta = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
+        meta = LogisticRegression(C=1.0, max_iter=5000)
         oof_p["stacked"] = cross_val_predict(meta, _logit(oof), y_train, cv=folds, method="predict_proba")[:, 1]
         models["stacked"] = stacked
         best_params["stacked"] = {}

@@ -1,7 +1,11 @@
 """Classifiers of the model arms and their default hyper-parameter grids.
 
-Every classifier handles class imbalance (high grade is typically 20–35 % of ccRCC): logistic regression,
-SVM, random forest and LightGBM reweight classes by inverse frequency (``class_weight="balanced"``);
+Every classifier handles class imbalance (high grade is typically 20–35 % of ccRCC). Logistic regression is
+fitted *unweighted*: reweighting classes shifts its intercept by log(n_negative / n_positive), so its
+probabilities — which feed the calibration analysis, decision curves and the nomogram — would be biased
+towards 0.5 (a calibration intercept of ≈ −0.6 at 35 % prevalence); its imbalance is handled by the decision
+threshold, chosen on training data (Youden). SVM, random forest and LightGBM reweight classes by inverse
+frequency (``class_weight="balanced"``);
 XGBoost gets ``scale_pos_weight = n_negative / n_positive`` computed on the data it is fitted on (so inside
 CV it is a per-fold quantity, not a whole-cohort one). XGBoost and LightGBM receive plain arrays, because
 their feature-name rules reject FeatureTable names such as ``rad:arterial:…``.
@@ -226,7 +230,7 @@ def make_classifier(name: str, seed: int = 0) -> BaseEstimator:
         ConfigError: unknown classifier name.
     """
     if name == "logistic":
-        return LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, solver="lbfgs")
+        return LogisticRegression(C=1.0, max_iter=5000, solver="lbfgs")
     if name == "svm":
         return CalibratedSVM(random_state=seed)
     if name == "random_forest":

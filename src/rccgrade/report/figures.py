@@ -166,7 +166,7 @@ def plot_roc(
     import matplotlib
 
     with matplotlib.rc_context(_STYLE):
-        fig = _new_figure(3.4 * len(cohorts), 3.3 + 0.16 * len(evaluations))
+        fig = _new_figure(3.6 * len(cohorts), 3.9)
         axes = fig.subplots(1, len(cohorts), squeeze=False)[0]
         for ax, cohort in zip(axes, cohorts, strict=True):
             ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=0.8, label="_chance")
@@ -195,12 +195,18 @@ def plot_roc(
                 )
             _finish_unit_axes(ax, "1 − specificity", "Sensitivity")
             ax.set_title(_COHORT_TITLE.get(cohort, cohort))
+            # inside the empty lower-right corner of ROC space: a legend outside the axes is clipped by the
+            # constrained layout once there are more than a few arms
             ax.legend(
-                loc="upper center",
-                bbox_to_anchor=(0.5, -0.16),
+                loc="lower right",
                 title="AUC (95% CI)",
-                title_fontsize=7.5,
-                frameon=False,
+                title_fontsize=6.5,
+                fontsize=6.0,
+                frameon=True,
+                framealpha=0.9,
+                edgecolor="0.85",
+                borderpad=0.4,
+                handlelength=1.4,
             )
     return fig
 

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.special import expit
 
 from rccgrade.errors import StatsError
 from rccgrade.stats._validate import ArrayLike, as_labels, as_scores, check_level
@@ -91,7 +92,7 @@ def _newton_logistic(
     beta = np.zeros(X.shape[1])
     for _ in range(max_iter):
         eta = offset + X @ beta
-        mu = 1.0 / (1.0 + np.exp(-eta))
+        mu = expit(eta)
         w = mu * (1.0 - mu)
         grad = X.T @ (y - mu)
         hess = (X * w[:, None]).T @ X
@@ -104,7 +105,7 @@ def _newton_logistic(
             return beta, np.full((X.shape[1],) * 2, np.nan), False
         if np.abs(step).max() < 1e-10:
             eta = offset + X @ beta
-            mu = 1.0 / (1.0 + np.exp(-eta))
+            mu = expit(eta)
             hess = (X * (mu * (1.0 - mu))[:, None]).T @ X
             try:
                 return beta, np.linalg.inv(hess), True
