@@ -105,9 +105,11 @@ def test_no_network_describes_a_patient_whose_label_it_saw(monkeypatch: pytest.M
     train, test = ids[:8], ids[8:]
     name_of = {id(a): pid for pid, a in images.items()}
     log: list[tuple[str, int, set[str]]] = []
+    keep_alive: list[FT.CNNFineTuner] = []  # networks are identified by id(): keep them alive so no id is reused
     real_fit, real_embed = FT.CNNFineTuner.fit, FT.CNNFineTuner._embed
 
     def fit(self: FT.CNNFineTuner, X: list[np.ndarray], y: Any) -> FT.CNNFineTuner:
+        keep_alive.append(self)
         log.append(("fit", id(self), {name_of[id(a)] for a in X}))
         return real_fit(self, X, y)
 
