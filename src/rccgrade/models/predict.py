@@ -148,6 +148,22 @@ def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
     cfg["require_labels"] = False
     if isinstance(fs.get("clinical_types"), Mapping) and "clinical_types" not in cfg:
         cfg["clinical_types"] = dict(fs["clinical_types"])
+    trained_phases = cfg.get("phases")
+    if trained_phases:
+        # new patients may lack a phase (e.g. no excretory scan): read the phases present; preprocessing fills
+        # the missing channels with its documented strategy, and a stage that needs a missing phase says so
+        from rccgrade.external import manifest_phases
+
+        present = manifest_phases(manifest)
+        kept = [p for p in trained_phases if p in present]
+        if kept and kept != list(trained_phases):
+            log.warning(
+                "the manifest %s lacks phase(s) %s the model was trained with; predicting from %s",
+                manifest,
+                [p for p in trained_phases if p not in present],
+                kept,
+            )
+            cfg["phases"] = kept
     return load_cohort(manifest, settings=CohortSettings.model_validate(cfg))
 
 
