@@ -7,12 +7,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rccgrade.cli_progress import case_progress, local_parallel
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.validate import validate_cohort
-from rccgrade.parallel import ParallelSettings
 
 _STYLE = {"usable": "green", "unusable": "bold red"}
 
@@ -38,23 +37,15 @@ def validate_command(
     """
     console = Console()
     settings = CohortSettings(mask_phase=mask_phase, label=label, require_labels=not no_labels)
-    parallel = ParallelSettings(backend="serial" if workers == 1 else "processes", workers=workers)
-    with Progress(
-        TextColumn("validating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("validate", total=None)
+    parallel = local_parallel(workers)
+    with case_progress("validating", console) as progress:
         report = validate_cohort(
             manifest,
             label=label,
             settings=settings,
             parallel=parallel,
             clinical_csv=clinical_csv,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=progress,
         )
 
     table = Table(title=escape(f"Validation of {manifest}"), show_lines=True)

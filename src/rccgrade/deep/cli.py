@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rccgrade.cli_progress import case_progress
 
 
 def deep_command(
@@ -88,10 +89,7 @@ def deep_command(
         labels = {c.patient_id: int(c.high_grade) for c in cohort if c.high_grade is not None}
 
     images = {roi: load_slices(preprocess_dir, roi) for roi in settings.rois}
-    with Progress(
-        TextColumn("deep features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
-        task = bar.add_task("deep", total=None)
+    with case_progress("deep features", console, transient=False) as progress:
         result = extract_deep_features(
             images,
             settings,
@@ -99,7 +97,7 @@ def deep_command(
             labels=labels,
             seed=run_seed,
             cache_dir=cache_dir,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=progress,
         )
     save_table(result.table, out, settings=result.metadata)
     meta_path = write_metadata(result, out.with_suffix(".json"))

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rccgrade.cli_progress import case_progress
 from rccgrade.errors import ConfigError
 from rccgrade.parallel import ParallelSettings
 
@@ -76,21 +76,13 @@ def preprocess_command(
     if not isinstance(parallel, ParallelSettings):  # pragma: no cover - model_copy keeps the type
         parallel = ParallelSettings()
 
-    with Progress(
-        TextColumn("preprocessing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("preprocess", total=len(cohort))
+    with case_progress("preprocessing", console, total=len(cohort)) as progress:
         result = run_preprocess(
             cohort,
             out,
             settings,
             parallel,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=progress,
         )
 
     status = result.status

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rccgrade.cli_progress import case_progress, local_parallel
 from rccgrade.errors import ConfigError
 from rccgrade.parallel import ParallelSettings
 from rccgrade.radiomics.extract import RadiomicsInput, extract_radiomics, inputs_from_cohort, inputs_from_preprocess_dir
@@ -74,24 +74,15 @@ def radiomics_command(
     if scheduler:
         parallel = ParallelSettings(backend="dask", scheduler=scheduler, workers=workers)
     else:
-        parallel = ParallelSettings(backend="serial" if workers == 1 else "processes", workers=workers)
+        parallel = local_parallel(workers)
     inputs = _inputs(source, phases)
-    with Progress(
-        TextColumn("radiomics"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("radiomics", total=None)
+    with case_progress("radiomics", console) as progress:
         result = extract_radiomics(
             inputs,
             out,
             settings,
             parallel,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=progress,
         )
 
     table = Table(title=escape(f"Radiomics of {source}"))

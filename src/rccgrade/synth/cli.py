@@ -7,9 +7,8 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rccgrade.parallel import ParallelSettings
+from rccgrade.cli_progress import case_progress, local_parallel
 from rccgrade.synth.writer import write_cohort
 
 console = Console()
@@ -30,21 +29,8 @@ def synth_command(
     truth.csv (p_high, latent factors, applied misalignment) is for evaluation only: the pipeline
     never reads it.
     """
-    parallel = ParallelSettings(backend="serial" if workers == 1 else "processes", workers=workers)
-    with Progress(
-        TextColumn("[bold]synth[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("cases", total=n)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    parallel = local_parallel(workers)
+    with case_progress("[bold]synth[/]", console, total=n, transient=False) as progress:
         manifest = write_cohort(out, n=n, seed=seed, size=size, fmt=fmt, parallel=parallel, progress=progress)
     truth = pd.read_csv(manifest.parent / "truth.csv")
     from sklearn.metrics import roc_auc_score
