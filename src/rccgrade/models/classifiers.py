@@ -87,7 +87,31 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-class BalancedXGBClassifier(ClassifierMixin, BaseEstimator):
+class _BoosterOnArrays:
+    """Prediction side shared by the boosted-tree wrappers: the fitted ``model_`` reads plain float arrays.
+
+    XGBoost and LightGBM reject FeatureTable column names (``rad:arterial:…``), so both wrappers fit and predict
+    on arrays; importances are the booster's own (gain for XGBoost, split counts for LightGBM).
+    """
+
+    model_: Any
+    classes_: np.ndarray
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n, 2)."""
+        return self.model_.predict_proba(np.asarray(X, dtype=np.float64))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class with the larger probability."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """Importances of the fitted booster."""
+        return np.asarray(self.model_.feature_importances_)
+
+
+class BalancedXGBClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
     """XGBoost gradient boosting with ``scale_pos_weight`` set from the training labels.
 
     Args:
@@ -137,21 +161,8 @@ class BalancedXGBClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n, 2)."""
-        return self.model_.predict_proba(np.asarray(X, dtype=np.float64))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Class with the larger probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    @property
-    def feature_importances_(self) -> np.ndarray:
-        """Gain-based importances of the fitted booster."""
-        return np.asarray(self.model_.feature_importances_)
-
-
-class BalancedLGBMClassifier(ClassifierMixin, BaseEstimator):
+class BalancedLGBMClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
     """LightGBM gradient boosting with balanced class weights, deterministic single-threaded training.
 
     Args:
@@ -204,19 +215,6 @@ class BalancedLGBMClassifier(ClassifierMixin, BaseEstimator):
         ).fit(np.asarray(X, dtype=np.float64), y)
         self.classes_ = np.array([0, 1])
         return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n, 2)."""
-        return self.model_.predict_proba(np.asarray(X, dtype=np.float64))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Class with the larger probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    @property
-    def feature_importances_(self) -> np.ndarray:
-        """Split-count importances of the fitted model."""
-        return np.asarray(self.model_.feature_importances_)
 
 
 def make_classifier(name: str, seed: int = 0) -> BaseEstimator:
