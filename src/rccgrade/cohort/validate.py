@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from rccgrade.cohort.io import ImageGeometry, choose_series, dicom_series, image_geometry, read_dicom_series
+from rccgrade.cohort.io import (
+    ImageGeometry,
+    choose_series,
+    dicom_series,
+    image_geometry,
+    read_dicom_series,
+    read_image_information,
+)
 from rccgrade.cohort.manifest import NO_PATH, load_cohort
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, Cohort, Problem
@@ -87,15 +94,7 @@ class _Volume:
             self._image = read_dicom_series(path, patient_id=patient_id, series_uid=self.chosen_uid, series=series)
             self.geometry = image_geometry(self._image)
         else:
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            try:
-                reader.ReadImageInformation()
-            except RuntimeError as exc:
-                raise ImageError(
-                    f"cannot read the image header: {_short(exc)}", patient_id=patient_id, path=path
-                ) from None
-            self.geometry = image_geometry(reader)
+            self.geometry = read_image_information(path, patient_id=patient_id)
 
     @property
     def image(self) -> sitk.Image:
