@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from rccgrade.cache import file_checksum
 from rccgrade.errors import ModelError
 from rccgrade.features.table import save_table
 from rccgrade.models.arms import fit_arms
-from rccgrade.models.bundle import MODEL_FILE, bundle_from_arms, load_bundle, sha256_file
+from rccgrade.models.bundle import MODEL_FILE, bundle_from_arms, load_bundle
 from rccgrade.models.predict import predict_bundle, settings_differences
 from rccgrade.models.split import make_split, train_test_ids
 
@@ -91,7 +92,7 @@ def test_untrusted_type_refused_even_with_matching_checksum(bundles: dict[str, P
     shutil.copytree(bundles["clinical"], copy)
     sio.dump({"model": Sneaky()}, copy / MODEL_FILE)
     meta = json.loads((copy / "bundle.json").read_text())
-    meta["model_sha256"] = sha256_file(copy / MODEL_FILE)  # attacker also rewrote the checksum
+    meta["model_sha256"] = file_checksum(copy / MODEL_FILE)  # attacker also rewrote the checksum
     (copy / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="Sneaky"):
         load_bundle(copy)

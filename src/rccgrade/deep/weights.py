@@ -11,7 +11,6 @@ Input normalisation follows the weights: ImageNet mean/std for ImageNet weights 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -115,14 +114,6 @@ def hub_checkpoint_dir(hub_dir: str | Path | None = None) -> Path:
     return Path(hub_dir) / "checkpoints"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_weights(url: str, dest: str | Path, hash_prefix: str) -> Path:
     """Return ``dest``, downloading ``url`` there first when it is missing; verify its SHA-256 prefix.
 
@@ -170,7 +161,7 @@ def fetch_weights(url: str, dest: str | Path, hash_prefix: str) -> Path:
             ) from None
         finally:
             socket.setdefaulttimeout(old_timeout)
-    digest = _sha256(dest)
+    digest = file_checksum(dest)
     if not digest.startswith(hash_prefix):
         raise FeatureError(
             f"the cached weights file fails the hash check (SHA-256 {digest[:12]}…, expected {hash_prefix}…): it "

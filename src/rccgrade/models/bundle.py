@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rccgrade.cache import file_checksum
 from rccgrade.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -120,15 +121,6 @@ def package_versions() -> dict[str, str]:
             except metadata.PackageNotFoundError:
                 out[name] = "not installed"
     return out
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def training_checksum(X: pd.DataFrame, y: pd.Series | None = None) -> str:
@@ -243,7 +235,7 @@ def save_bundle(
         "threshold": float(threshold),
         "threshold_method": "youden on out-of-fold training probabilities",
         "model_file": MODEL_FILE,
-        "model_sha256": sha256_file(model_path),
+        "model_sha256": file_checksum(model_path),
         "serialization": "skops",
         "model_settings": _jsonable(model_settings) if model_settings is not None else None,
         "feature_settings": _jsonable(feature_settings or {}),
@@ -315,7 +307,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     model_path = folder / str(meta.get("model_file", MODEL_FILE))
     if model_path.parent.resolve() != folder.resolve() or not model_path.is_file():
         raise ModelError("the bundle's model file is missing", path=model_path)
-    digest = sha256_file(model_path)
+    digest = file_checksum(model_path)
     if digest != meta.get("model_sha256"):
         raise ModelError(
             "the model file's SHA-256 does not match the one recorded in bundle.json: the file was modified or "
