@@ -23,7 +23,6 @@ import json
 import logging
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -110,16 +109,13 @@ class ModelBundle:
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages a bundle's numbers depend on."""
+    """Installed versions of the packages a bundle's numbers depend on (``<name>-cpu`` builds count as ``name``)."""
+    from rccgrade.provenance import package_versions as installed
+
+    found = installed([*_VERSIONED, *(f"{name}-cpu" for name in _VERSIONED)])
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            try:
-                out[name] = metadata.version(f"{name}-cpu")
-            except metadata.PackageNotFoundError:
-                out[name] = "not installed"
+        out[name] = found.get(name) or found.get(f"{name}-cpu") or "not installed"
     return out
 
 
