@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from rccgrade import __version__
 from rccgrade.errors import RccgradeError
@@ -59,7 +60,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except RccgradeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # the message starts with "[patient …, file …]": escape it, or Rich swallows it as markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(code=2) from None
 
     return wrapper
