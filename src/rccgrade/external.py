@@ -70,9 +70,11 @@ def find_bundles(path: str | Path) -> list[Path]:
 
 def manifest_phases(manifest: str | Path) -> list[str]:
     """Phases with at least one non-empty path in the manifest, in canonical order."""
-    head = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    from rccgrade.cohort.manifest import read_manifest_table  # UTF-8 check: a CohortError, not a traceback
+
+    head = read_manifest_table(manifest)
     cols = {c.strip().lower(): c for c in head.columns}
-    return [p for p in PHASES if p in cols and (head[cols[p]].str.strip() != "").any()]
+    return [p for p in PHASES if p in cols and (head[cols[p]].fillna("").str.strip() != "").any()]
 
 
 def _study_config(fs: dict[str, Any], manifest: Path, out: Path, phases: list[str], arms: list[str]) -> Any:

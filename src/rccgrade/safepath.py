@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 #: Characters kept unchanged in a file name.
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -87,6 +88,23 @@ def safe_filename(identifier: str) -> str:
         # the head can end inside a %XX escape; the digest keeps the whole name unique all the same
         name = f"{name[: MAX_NAME_BYTES - 66]}~{digest}"
     return name
+
+
+def identifier_from_filename(name: str) -> str | None:
+    """Undo :func:`safe_filename` (percent-decoding), or ``None`` for a shortened (hashed) long name.
+
+    Readers that list a folder use this to recover the original identifier; a name that is not the
+    output of :func:`safe_filename` (e.g. a stray file) returns ``None`` too.
+    """
+    if "~" in name or not name or name.startswith("."):
+        return None
+    if any(ch not in _SAFE_CHARS and ch != "%" for ch in name):
+        return None
+    try:
+        identifier = unquote(name, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return identifier if safe_filename(identifier) == name else None
 
 
 def child_path(root: str | Path, identifier: str, suffix: str = "") -> Path:

@@ -13,16 +13,19 @@ Reserved columns (matched case-insensitively): ``patient_id``, one column per ph
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import PHASES, Case, ClinicalKind, Cohort, Problem, Severity
 from rccgrade.errors import CohortError
+from rccgrade.safepath import check_identifier
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +44,59 @@ def _reserved(phases: list[str]) -> set[str]:
     return names
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
+#: Cell texts read as "missing" in every column except ``patient_id`` (pandas' default NA tokens).
+NA_TOKENS: frozenset[str] = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A"}
+    | {"NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)
+
+
+def read_manifest_table(path: str | Path, what: str = "manifest") -> pd.DataFrame:
+    """Read a manifest or clinical CSV as text, exactly as written.
+
+    The file must be UTF-8 (a byte-order mark is allowed). Anything else is refused with a message naming
+    the file, the line and the byte, rather than guessed: a wrong guess (latin-1 for a UTF-8 file or the
+    reverse) silently changes patient ids and file paths.
+
+    ``patient_id`` cells are kept verbatim (``NA``, ``null``, ``None``, ``001`` are ids); in the other
+    columns an empty cell or one of :data:`NA_TOKENS` is missing (``None``). Column names are stripped.
+
+    Raises:
+        CohortError: the file is missing, unreadable, not UTF-8, or not parseable as CSV.
+    """
+    path = Path(path)
     if not path.is_file():
         raise CohortError(f"{what} not found; check the path (or create it: see README, 'Input format')", path=path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CohortError(f"cannot read the {what}: {exc.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
         raise CohortError(
-            f"cannot parse {what} as CSV: {exc}; save it as comma-separated UTF-8 text with a header row",
+            f"the {what} is not UTF-8 text (byte 0x{raw[exc.start]:02X} on line {line} is not valid UTF-8; it was "
+            "probably saved as Latin-1/Windows-1252); save it as UTF-8 ('CSV UTF-8' in Excel, or "
+            "'iconv -f cp1252 -t utf-8')",
+            path=path,
+        ) from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CohortError(
+            f"cannot parse the {what} as CSV: {exc}; save it as comma-separated UTF-8 text with a header row",
             path=path,
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    for col in frame.columns:
+        if col.lower() != "patient_id":
+            frame[col] = frame[col].map(lambda v: None if v.strip() in NA_TOKENS else v)
     return frame
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    return read_manifest_table(path, what)
 
 
 def _canonical_columns(frame: pd.DataFrame, reserved: set[str], path: Path) -> pd.DataFrame:
@@ -143,21 +187,30 @@ def load_cohort(
     *,
     clinical_csv: str | Path | None = None,
     settings: CohortSettings | None = None,
+    bad_ids: Literal["raise", "report"] = "raise",
 ) -> Cohort:
     """Read a manifest (and optional clinical CSV) into a :class:`Cohort`.
 
+    Patient ids are read as written (``NA``, ``001`` stay ids) and must follow the identifier rule of
+    :func:`rccgrade.safepath.check_identifier` (letters, digits, ``.``, ``_``, ``-``; starting with a letter or
+    digit; at most 64 characters), so that no id can act as a path.
+
     Args:
-        manifest: Manifest CSV; relative image paths are resolved against its folder.
+        manifest: Manifest CSV (UTF-8); relative image paths are resolved against its folder.
         clinical_csv: Clinical CSV joined on ``patient_id`` (default: ``settings.clinical_csv``).
         settings: Phases, mask phase, clinical typing; defaults to :class:`CohortSettings`.
+        bad_ids: ``"raise"`` (default: commands that process images) raises a CohortError listing every
+            row whose id breaks the rule; ``"report"`` (validation) records a ``bad_patient_id`` problem for
+            each such row in ``Cohort.issues`` and keeps the row.
 
     Returns:
         The cohort, one case per manifest row in manifest order (duplicates included), with
         per-row problems in ``Cohort.issues``.
 
     Raises:
-        CohortError: manifest or clinical CSV missing/unparseable, no rows, no ``patient_id``,
-            a required phase column or the mask column absent, unknown clinical columns requested.
+        CohortError: manifest or clinical CSV missing/unparseable/not UTF-8, no rows, no ``patient_id``,
+            a required phase column or the mask column absent, unknown clinical columns requested, or (with
+            ``bad_ids="raise"``) a patient id that breaks the identifier rule.
     """
     settings = settings or CohortSettings()
     manifest = Path(manifest).expanduser().resolve()
@@ -217,6 +270,7 @@ def load_cohort(
     image_cols = [p for p in (*phases, *[q for q in PHASES if q not in phases]) if p in frame.columns]
     issues: list[Problem] = []
     cases: list[Case] = []
+    bad: list[str] = []
     ids = frame["patient_id"].map(_cell)
     duplicated = ids.duplicated(keep=False) & ids.notna()
 
@@ -228,6 +282,9 @@ def load_cohort(
         issue = _RowIssues(issues, patient, line)
         if pid is None:
             issue("patient_id_missing", f"manifest line {line} has no patient_id; fill it in or delete the row")
+        elif (reason := check_identifier(pid)) is not None:
+            bad.append(f"line {line}: {reason}")
+            issue("bad_patient_id", f"manifest line {line}: {reason}")
         elif bool(duplicated.iloc[i]):
             others = [str(j + 2) for j in range(len(ids)) if ids.iloc[j] == pid and j != i]
             issue(
@@ -331,6 +388,13 @@ def load_cohort(
             )
         )
 
+    if bad and bad_ids == "raise":
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CohortError(
+            f"{len(bad)} patient id(s) break the id rule and cannot be processed: {shown}. "
+            "Run 'rccgrade validate' for the full list",
+            path=manifest,
+        )
     if settings.require_labels and "grade" not in frame.columns and "high_grade" not in frame.columns:
         log.warning("manifest %s has neither a 'grade' nor a 'high_grade' column", manifest)
     cohort = Cohort(cases=cases, root=root, manifest=manifest, clinical_types=types, issues=issues)

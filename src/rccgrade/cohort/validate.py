@@ -7,6 +7,7 @@ unexpected exception becomes a ``check_failed`` problem of that case alone.
 
 Rules (code — severity):
     ``patient_id_missing``, ``duplicate_patient_id`` — error (manifest rows)
+    ``bad_patient_id`` — error (an id that breaks :func:`rccgrade.safepath.check_identifier`)
     ``phase_missing``, ``mask_missing`` — error (empty manifest cell)
     ``path_escapes_root`` — warning (relative path leaving the manifest's folder)
     ``grade_missing`` (error; warning when labels are not required), ``grade_out_of_range``,
@@ -451,7 +452,7 @@ def validate_cohort(
     if isinstance(cohort_or_manifest, Cohort):
         cohort = cohort_or_manifest
     else:
-        cohort = load_cohort(cohort_or_manifest, clinical_csv=clinical_csv, settings=settings)
+        cohort = load_cohort(cohort_or_manifest, clinical_csv=clinical_csv, settings=settings, bad_ids="report")
     options = CheckOptions(
         phases=tuple(settings.phases),
         label=label if label is not None else settings.label,

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from rccgrade.cli_progress import case_progress
+from rccgrade.safepath import child_path
 
 
 def deep_command(
@@ -120,7 +121,7 @@ def deep_command(
                 continue
             chosen = [p for p in images[roi] if train_ids is None or p not in set(train_ids)][:gradcam]
             for pid in chosen:
-                png = out.parent / "gradcam" / roi / f"{pid}.png"
+                png = child_path(child_path(out.parent / "gradcam", roi), pid, ".png")
                 gradcam_figure(
                     model,
                     images[roi][pid][0],

@@ -36,6 +36,7 @@ from rccgrade.deep.settings import DeepSettings
 from rccgrade.deep.weights import WeightsInfo, load_backbone
 from rccgrade.errors import ConfigError, RccgradeError
 from rccgrade.features.table import join_tables, validate_table
+from rccgrade.safepath import child_path
 
 if TYPE_CHECKING:
     import torch
@@ -202,7 +203,7 @@ def _frozen_roi(
     if cache_dir is not None:
         folder = cache_dir / "deep" / roi / f"frozen-{_settings_key(settings, info, device)}"
         for pid in ids:
-            path = folder / f"{pid}-{array_checksum(cases[pid])[:16]}.npy"
+            path = child_path(folder, f"{pid}-{array_checksum(cases[pid])[:16]}", ".npy")
             if path.is_file():
                 vec = np.load(path)
                 if vec.shape == (dim,):
@@ -226,7 +227,7 @@ def _frozen_roi(
                 feats[p] = agg[j]
                 if folder is not None:
                     folder.mkdir(parents=True, exist_ok=True)
-                    np.save(folder / f"{p}-{array_checksum(cases[p])[:16]}.npy", agg[j])
+                    np.save(child_path(folder, f"{p}-{array_checksum(cases[p])[:16]}", ".npy"), agg[j])
             progress(len(chunk))
             chunk = []
     matrix = np.stack([feats[p] for p in ids]) if ids else np.zeros((0, dim), np.float32)

@@ -14,6 +14,10 @@ Outputs under the stage folder ``out_dir``::
     qc/cohort_sheet.png                        one thumbnail per case with its registration flag
     cache/<patient_id>.json                    cache key and the case's results
 
+``<patient_id>`` in these names is :func:`rccgrade.safepath.safe_filename` of the id (plain ids such as
+``P0001`` unchanged; anything else percent-encoded), so an id never leaves its folder; failed cases'
+outputs are removed only through :func:`rccgrade.safepath.remove_tree_inside` on paths inside ``out_dir``.
+
 A case is recomputed only when its cache key — a hash of the settings (QC switch excluded) and the
 checksums of its image and mask files — changed or an output is missing.
 """
@@ -23,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +49,8 @@ from rccgrade.preprocess.registration import (
     resample_to,
 )
 from rccgrade.preprocess.settings import PreprocessSettings
-from rccgrade.preprocess.slices import INDEX_COLUMNS, build_slice_images, index_path, slice_path
+from rccgrade.preprocess.slices import INDEX_COLUMNS, SLICES_DIR, build_slice_images, index_path, slice_path
+from rccgrade.safepath import child_path, remove_tree_inside
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,26 @@ CACHE_VERSION = "preprocess-1"
 REGISTERED_DIR = "registered"
 QC_DIR = "qc"
 CACHE_DIR = "cache"
+
+
+def registered_dir(out_dir: str | Path, patient_id: str) -> Path:
+    """``<out_dir>/registered/<safe name of patient_id>``: the folder of a case's registered images."""
+    return child_path(Path(out_dir) / REGISTERED_DIR, patient_id)
+
+
+def case_cache_path(out_dir: str | Path, patient_id: str) -> Path:
+    """``<out_dir>/cache/<safe name>.json``: a case's cache key and results."""
+    return child_path(Path(out_dir) / CACHE_DIR, patient_id, ".json")
+
+
+def qc_montage_path(out_dir: str | Path, patient_id: str) -> Path:
+    """``<out_dir>/qc/<safe name>.png``: a case's QC montage."""
+    return child_path(Path(out_dir) / QC_DIR, patient_id, ".png")
+
+
+def qc_thumb_path(out_dir: str | Path, patient_id: str) -> Path:
+    """``<out_dir>/qc/thumbs/<safe name>.npz``: a case's thumbnail for the cohort sheet."""
+    return child_path(Path(out_dir) / QC_DIR / "thumbs", patient_id, ".npz")
 
 
 def registered_paths(out_dir: str | Path, patient_id: str) -> dict[str, Path]:
@@ -65,7 +89,7 @@ def registered_paths(out_dir: str | Path, patient_id: str) -> dict[str, Path]:
     Raises:
         PreprocessError: the case has no registered folder (preprocessing failed or has not run).
     """
-    folder = Path(out_dir) / REGISTERED_DIR / patient_id
+    folder = registered_dir(out_dir, patient_id)
     if not folder.is_dir():
         raise PreprocessError(
             "no registered images for this case; run preprocessing first, or check status.csv for its error",
@@ -250,15 +274,21 @@ def _roi_window(mask: sitk.Image, settings: PreprocessSettings, context_mm: floa
 
 
 def _remove_outputs(out_dir: Path, patient_id: str) -> None:
-    """Delete a case's outputs (after a failure, so no stale or partial files are mistaken for results)."""
-    shutil.rmtree(out_dir / REGISTERED_DIR / patient_id, ignore_errors=True)
+    """Delete a case's outputs (after a failure, so no stale or partial files are mistaken for results).
+
+    Every path is built by :func:`rccgrade.safepath.child_path` and deleted through
+    :func:`rccgrade.safepath.remove_tree_inside`, which refuses anything outside ``out_dir``.
+    """
+    slices = out_dir / SLICES_DIR
+    rois = sorted(p.name for p in slices.iterdir() if p.is_dir() and not p.is_symlink()) if slices.is_dir() else []
     for path in [
-        *(out_dir / "slices").glob(f"*/{patient_id}.npy"),
-        out_dir / CACHE_DIR / f"{patient_id}.json",
-        out_dir / QC_DIR / f"{patient_id}.png",
-        out_dir / QC_DIR / "thumbs" / f"{patient_id}.npz",
+        registered_dir(out_dir, patient_id),
+        *(slice_path(out_dir, roi, patient_id) for roi in rois),
+        case_cache_path(out_dir, patient_id),
+        qc_montage_path(out_dir, patient_id),
+        qc_thumb_path(out_dir, patient_id),
     ]:
-        path.unlink(missing_ok=True)
+        remove_tree_inside(path, out_dir)
 
 
 def _process_case(job: _Job) -> dict[str, Any]:
@@ -277,14 +307,14 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
     case, out_dir, settings = job.case, job.out_dir, job.settings
     pid = case.patient_id
     key = case_cache_key(case, settings)
-    cache_file = out_dir / CACHE_DIR / f"{pid}.json"
+    cache_file = case_cache_path(out_dir, pid)
     if cache_file.is_file():
         try:
             cached = json.loads(cache_file.read_text())
         except (OSError, json.JSONDecodeError):
             cached = {}
         if cached.get("key") == key and all((out_dir / r["path"]).is_file() for r in cached.get("index", [])):
-            qc_ok = not settings.qc or (out_dir / QC_DIR / f"{pid}.png").is_file()
+            qc_ok = not settings.qc or qc_montage_path(out_dir, pid).is_file()
             if qc_ok:
                 cached["row"]["cached"] = True
                 return cached
@@ -301,7 +331,7 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
         metric_region(fixed_f, mask, settings.registration.metric_margin_mm) if settings.registration.enabled else None
     )
 
-    reg_dir = out_dir / REGISTERED_DIR / pid
+    reg_dir = registered_dir(out_dir, pid)
     reg_dir.mkdir(parents=True, exist_ok=True)
     aligned: dict[str, sitk.Image] = {case.mask_phase: fixed_f}
     reg_results: list[RegistrationResult] = []
@@ -370,11 +400,11 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
     if settings.qc:
         from rccgrade.preprocess.qc import case_montage, save_thumbnail
 
-        qc_dir = out_dir / QC_DIR
-        qc_dir.mkdir(parents=True, exist_ok=True)
-        case_montage(pid, vols, tumour, images, slice_indices, reg_results, settings, qc_dir / f"{pid}.png")
+        montage = qc_montage_path(out_dir, pid)
+        montage.parent.mkdir(parents=True, exist_ok=True)
+        case_montage(pid, vols, tumour, images, slice_indices, reg_results, settings, montage)
         save_thumbnail(
-            pid, vols, tumour, images.slice_indices[0], reg_results, qc_dir / "thumbs" / f"{pid}.npz", settings=settings
+            pid, vols, tumour, images.slice_indices[0], reg_results, qc_thumb_path(out_dir, pid), settings=settings
         )
 
     row: dict[str, Any] = {

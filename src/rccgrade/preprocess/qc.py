@@ -23,6 +23,7 @@ from scipy import ndimage
 from rccgrade.preprocess.registration import RegistrationResult
 from rccgrade.preprocess.settings import PreprocessSettings
 from rccgrade.preprocess.slices import SliceImages, channel_plan, window
+from rccgrade.safepath import child_path
 
 _OK, _FLAG, _FAIL = "#2ca02c", "#ff7f0e", "#d62728"
 
@@ -164,7 +165,7 @@ def cohort_sheet(status: pd.DataFrame, qc_dir: Path, path: Path, max_cols: int =
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.set_xticks([])
         ax.set_yticks([])
-        thumb = qc_dir / "thumbs" / f"{row.patient_id}.npz"
+        thumb = child_path(qc_dir / "thumbs", str(row.patient_id), ".npz")
         if bool(row.ok) and thumb.is_file():
             with np.load(thumb) as data:
                 ax.imshow(data["rgb"], interpolation="nearest")
@@ -228,7 +229,9 @@ def registration_residuals(
     from rccgrade.synth import transform_from_truth
 
     preprocess_dir = Path(preprocess_dir)
-    reg = pd.read_csv(preprocess_dir / "registration.csv", dtype={"patient_id": str})
+    reg = pd.read_csv(
+        preprocess_dir / "registration.csv", dtype={"patient_id": str}, keep_default_na=False, na_values=[""]
+    )
     status = {(r.patient_id, r.phase): r.status for r in reg.itertuples(index=False)}
     rows = []
     for rec in truth.to_dict(orient="records"):
@@ -244,7 +247,7 @@ def registration_residuals(
             idx = idx[np.linspace(0, len(idx) - 1, max_points).astype(int)]
         pts = [mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in i]) for i in idx]
         for phase in phases:
-            tfm = preprocess_dir / "registered" / pid / f"{phase}.tfm"
+            tfm = paths["mask"].parent / f"{phase}.tfm"
             if not tfm.is_file():
                 continue
             found = sitk.ReadTransform(str(tfm))

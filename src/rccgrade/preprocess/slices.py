@@ -5,6 +5,9 @@ On-disk contract (fixed between stages)::
     <preprocess_dir>/slices/<roi>/<patient_id>.npy   float32 (K, 3, H, W), values in [0, 1]
     <preprocess_dir>/slices/index.csv                patient_id, roi, path, n_slices, slice_indices, …
 
+The file name is :func:`rccgrade.safepath.safe_filename` of the patient id (plain ids unchanged); the
+index maps each file back to its original id, so readers go through the index, never the file name.
+
 ``K`` selected axial slices (1 by default: the largest tumour cross-section); the 3 channels are the
 arterial, nephrographic and excretory phases (registered to the mask's phase); values are HU clipped to
 the window (level 40 / width 400 by default) and mapped linearly to [0, 1]. Pixels outside the ROI and
@@ -29,6 +32,7 @@ from rccgrade.cohort.types import PHASES
 from rccgrade.errors import PreprocessError
 from rccgrade.preprocess.roi import roi_crop, roi_volume
 from rccgrade.preprocess.settings import PreprocessSettings, RoiSpec
+from rccgrade.safepath import child_path, is_inside
 
 SLICES_DIR = "slices"
 INDEX_NAME = "index.csv"
@@ -36,8 +40,12 @@ INDEX_COLUMNS = ["patient_id", "roi", "path", "n_slices", "slice_indices", "sele
 
 
 def slice_path(preprocess_dir: str | Path, roi: str, patient_id: str) -> Path:
-    """``<preprocess_dir>/slices/<roi>/<patient_id>.npy``."""
-    return Path(preprocess_dir) / SLICES_DIR / roi / f"{patient_id}.npy"
+    """``<preprocess_dir>/slices/<roi>/<safe name of patient_id>.npy`` (see :mod:`rccgrade.safepath`).
+
+    Raises:
+        UnsafePathError: the ROI name is not a plain folder name.
+    """
+    return child_path(child_path(Path(preprocess_dir) / SLICES_DIR, roi), patient_id, ".npy")
 
 
 def index_path(preprocess_dir: str | Path) -> Path:
@@ -57,7 +65,13 @@ def read_index(preprocess_dir: str | Path) -> pd.DataFrame:
             "no slice index found; run 'rccgrade preprocess MANIFEST --out DIR' first and pass that DIR",
             path=path,
         )
-    return pd.read_csv(path, dtype={"patient_id": str, "roi": str, "path": str, "slice_indices": str})
+    # ids as written: "NA", "null" or "001" are ids, not missing values or numbers
+    return pd.read_csv(
+        path,
+        dtype={"patient_id": str, "roi": str, "path": str, "slice_indices": str},
+        keep_default_na=False,
+        na_values=[""],
+    )
 
 
 def load_slices(preprocess_dir: str | Path, roi: str) -> dict[str, np.ndarray]:
@@ -86,6 +100,13 @@ def load_slices(preprocess_dir: str | Path, roi: str) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for row in rows.itertuples(index=False):
         path = Path(preprocess_dir) / str(row.path)
+        if not is_inside(path, preprocess_dir):
+            raise PreprocessError(
+                f"the slice index lists {str(row.path)!r}, which is not inside the preprocessing folder; "
+                "the index was edited or corrupted — re-run preprocessing",
+                patient_id=str(row.patient_id),
+                path=index_path(preprocess_dir),
+            )
         if not path.is_file():
             raise PreprocessError(
                 f"slice file listed in the index is missing (ROI {roi}); re-run preprocessing",

@@ -6,7 +6,8 @@ grid in index space, so a flipped axis would otherwise change features), and pas
 ``radiomics.featureextractor.RadiomicsFeatureExtractor`` with the validated parameter mapping.
 With stability on, the same item also extracts features from seeded perturbed copies.
 
-Every finished item is written at once to ``<out_dir>/cache/<patient>/<phase>-<key>.json``, where
+Every finished item is written at once to ``<out_dir>/cache/<patient>/<phase>-<key>.json`` (``<patient>``:
+:func:`rccgrade.safepath.safe_filename` of the id), where
 ``key`` hashes the parameters, label, stability settings, PyRadiomics version and the checksums of
 the two input files. A re-run (or a run killed midway and restarted) extracts only items whose
 cache file is missing, i.e. new or changed cases.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +37,7 @@ from rccgrade.preprocess.orientation import CANONICAL, to_canonical
 from rccgrade.radiomics.params import PYKWALIFY_LOCK, load_params
 from rccgrade.radiomics.settings import RadiomicsSettings, StabilitySettings
 from rccgrade.radiomics.stability import perturb, perturbation_rng, stability_table
+from rccgrade.safepath import child_path, identifier_from_filename, safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def inputs_from_cohort(
     out = []
     for case in cohort:
         if registered_dir is not None:
-            folder = Path(registered_dir) / case.patient_id
+            folder = child_path(registered_dir, case.patient_id)
             images = {p: folder / f"{p}.nii.gz" for p in phases}
             mask = folder / "mask.nii.gz"
         else:
@@ -137,14 +138,24 @@ def inputs_from_preprocess_dir(preprocess_dir: Path, phases: Sequence[str]) -> l
         FeatureError: the folder has no ``registered`` sub-folder or no patients in it.
     """
     root = Path(preprocess_dir) / "registered"
+    ids_by_name: dict[str, str] = {}
+    status = Path(preprocess_dir) / "status.csv"
+    if status.is_file():
+        ids = pd.read_csv(status, usecols=["patient_id"], dtype=str, keep_default_na=False)["patient_id"]
+        ids_by_name = {safe_filename(p): p for p in ids if p}
     if not root.is_dir():
         raise FeatureError(
             "no 'registered' folder here; run 'rccgrade preprocess' first or pass a manifest", path=preprocess_dir
         )
     out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        # folder names are safepath names of the ids; the preprocessing status table holds the originals
+        pid = ids_by_name.get(folder.name) or identifier_from_filename(folder.name)
+        if pid is None:
+            log.warning("skipping %s: not a patient folder written by preprocessing", folder)
+            continue
         images = {p: folder / f"{p}.nii.gz" for p in phases}
-        out.append(RadiomicsInput(folder.name, images, folder / "mask.nii.gz"))
+        out.append(RadiomicsInput(pid, images, folder / "mask.nii.gz"))
     if not out:
         raise FeatureError("no patient folders under registered/", path=root)
     return out
@@ -290,10 +301,6 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
-
-
 # --------------------------------------------------------------------------- batch
 
 
@@ -382,7 +389,7 @@ def extract_radiomics(
                 failures.append({"patient_id": inp.patient_id, "phase": phase, "error": str(err)})
                 continue
             key = stable_hash(fingerprint, label, sums)
-            cache_file = out_dir / "cache" / _safe_name(inp.patient_id) / f"{phase}-{key}.json"
+            cache_file = child_path(child_path(out_dir / "cache", inp.patient_id), f"{phase}-{key}.json")
             if cache_file.is_file():
                 try:
                     payloads[(inp.patient_id, phase)] = json.loads(cache_file.read_text())

@@ -30,6 +30,7 @@ import SimpleITK as sitk
 
 from rccgrade.errors import RccgradeError
 from rccgrade.parallel import ParallelSettings, run_cases
+from rccgrade.safepath import child_path
 from rccgrade.synth.generator import SIZES, SynthCase, generate_case
 from rccgrade.synth.kinetics import PHASES
 from rccgrade.synth.latent import CLINICAL_COLUMNS, patient_id
@@ -59,7 +60,7 @@ class _Job:
 
 
 def write_case(case: SynthCase, out_dir: Path, fmt: str = "nifti") -> dict[str, Any]:
-    """Write one generated case under ``out_dir/images/<patient_id>/``.
+    """Write one generated case under ``out_dir/images/<patient_id>/`` (the id's safepath file name).
 
     Args:
         case: The generated case.
@@ -71,7 +72,7 @@ def write_case(case: SynthCase, out_dir: Path, fmt: str = "nifti") -> dict[str, 
     """
     if fmt not in FORMATS:
         raise RccgradeError(f"unknown synthetic image format {fmt!r}; use one of {FORMATS}")
-    folder = Path(out_dir) / "images" / case.patient_id
+    folder = child_path(Path(out_dir) / "images", case.patient_id)
     folder.mkdir(parents=True, exist_ok=True)
     row: dict[str, Any] = {"patient_id": case.patient_id}
     for k, phase in enumerate(PHASES):
