@@ -85,6 +85,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Pat
         weights = str(cfg.deep.weights)
         if weights not in ("imagenet", "none") and not Path(weights).is_absolute():
             cfg.deep.weights = str((base_dir / weights).resolve())
+    if cfg.radiomics.params not in SHIPPED_PARAMS:
+        # a user's parameter file is read and checked against PyRadiomics' schema now, not after preprocessing
+        from rccgrade.radiomics.params import load_params
+
+        load_params(cfg.radiomics.params)
     return cfg
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rccgrade.errors import ConfigError, RccgradeError
 
@@ -44,7 +44,11 @@ class ParallelSettings(BaseModel):
         workers: Number of worker processes; ``0`` means all cores.
         scheduler: Address of an existing Dask scheduler (implies ``backend="dask"``).
         threads_per_worker: Threads each worker may use for numerical libraries.
+
+    Unknown keys are errors (a typo such as ``worker: 4`` is reported, not silently ignored).
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     backend: Backend = "processes"
     workers: int = Field(0, ge=0)

@@ -55,8 +55,9 @@ def validate_command(
     for rec in report.cases.to_dict(orient="records"):
         probs = report.problems[report.problems["case"] == rec["case"]]
         text = "\n".join(
-            f"[{'red' if p['severity'] == 'error' else 'yellow'}]{p['code']}[/]: {escape(p['message'])}"
-            + (f" ({escape(p['file'])})" if p["file"] else "")
+            f"[{'red' if p['severity'] == 'error' else 'yellow'}]{escape(str(p['code']))}[/]: "
+            + escape(str(p["message"]))
+            + (f" ({escape(str(p['file']))})" if p["file"] else "")
             for p in probs.to_dict(orient="records")
         )
         status = rec["status"]
@@ -64,15 +65,17 @@ def validate_command(
     console.print(table)
     if len(report.clinical_missing):
         console.print(
-            "clinical columns: "
-            + ", ".join(
-                f"{name} ({report.clinical_types.get(name, '?')}, {int(n)} missing)"
-                for name, n in report.clinical_missing.items()
+            escape(
+                "clinical columns: "
+                + ", ".join(
+                    f"{name} ({report.clinical_types.get(name, '?')}, {int(n)} missing)"
+                    for name, n in report.clinical_missing.items()
+                )
             ),
             highlight=False,
         )
     path = report.write_csv(out if out is not None else Path.cwd() / "validation.csv")
     style = "green" if report.ok else "bold red"
-    console.print(f"[{style}]{report.summary()}[/]; table written to {path}", highlight=False)
+    console.print(f"[{style}]{escape(report.summary())}[/]; table written to {escape(str(path))}", highlight=False)
     if not report.ok:
         raise typer.Exit(code=1)

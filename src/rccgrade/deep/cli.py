@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rccgrade.cli_progress import case_progress
 from rccgrade.safepath import child_path
@@ -132,11 +133,14 @@ def deep_command(
                     title=f"{pid} · {roi}",
                 )
     console.print(
-        f"deep features: {result.table.shape[0]} patients × {result.table.shape[1]} features "
-        f"({settings.mode}, weights {result.metadata['weights']['source']}) → {out}; metadata {meta_path}"
+        escape(
+            f"deep features: {result.table.shape[0]} patients × {result.table.shape[1]} features "
+            f"({settings.mode}, weights {result.metadata['weights']['source']}) → {out}; metadata {meta_path}"
+        ),
+        highlight=False,
     )
     if result.failures:
         console.print(f"[yellow]{len(result.failures)} case/ROI pairs failed:[/]")
         for row in result.failures[:20]:
-            console.print(f"  {row['patient_id']} ({row['roi']}): {row['error']}", highlight=False)
+            console.print(escape(f"  {row['patient_id']} ({row['roi']}): {row['error']}"), highlight=False)
         raise typer.Exit(code=1)

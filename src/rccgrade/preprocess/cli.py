@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rccgrade.cli_progress import case_progress
@@ -86,23 +87,27 @@ def preprocess_command(
         )
 
     status = result.status
-    table = Table(title=f"Preprocessing → {out}")
+    table = Table(title=escape(f"Preprocessing → {out}"))
     for col in ("patient", "status", "slices", "registration"):
         table.add_column(col, overflow="fold")
     reg_cols = [c for c in status.columns if c.startswith("reg_") and c != "reg_flagged"]
     for rec in status.to_dict(orient="records"):
         if rec["ok"]:
             state = "[green]ok[/]" + (" (cached)" if rec.get("cached") else "")
-            reg = ", ".join(f"{c[4:]}: {rec[c]}" for c in reg_cols if isinstance(rec.get(c), str)) or "—"
+            reg = escape(", ".join(f"{c[4:]}: {rec[c]}" for c in reg_cols if isinstance(rec.get(c), str)) or "—")
             if rec.get("reg_flagged"):
                 reg = f"[yellow]{reg}[/]"
-            table.add_row(str(rec["patient_id"]), state, str(rec.get("slice_indices", "")), reg)
+            table.add_row(escape(str(rec["patient_id"])), state, escape(str(rec.get("slice_indices", ""))), reg)
         else:
-            table.add_row(str(rec["patient_id"]), "[bold red]failed[/]", "", str(rec["error"]))
+            # the error starts with "[patient …, file …]": escaped, or Rich would swallow it as markup
+            table.add_row(escape(str(rec["patient_id"])), "[bold red]failed[/]", "", escape(str(rec["error"])))
     console.print(table)
     console.print(
-        f"{len(result.ok_ids)}/{len(status)} cases ok, {len(result.flagged_ids)} with a registration fallback; "
-        f"ROI settings {', '.join(result.rois)}" + (f"; QC sheet {result.qc_sheet}" if result.qc_sheet else "")
+        escape(
+            f"{len(result.ok_ids)}/{len(status)} cases ok, {len(result.flagged_ids)} with a registration fallback; "
+            f"ROI settings {', '.join(result.rois)}" + (f"; QC sheet {result.qc_sheet}" if result.qc_sheet else "")
+        ),
+        highlight=False,
     )
     if result.failed_ids:
         raise typer.Exit(code=1)

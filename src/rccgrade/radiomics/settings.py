@@ -69,6 +69,36 @@ class RadiomicsSettings(BaseModel):
     label: int | None = Field(None, ge=1)
     stability: StabilitySettings = StabilitySettings()
 
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: str) -> str:
+        """A shipped name, or the path of a YAML/JSON file (an absolute one must exist and pass the schema).
+
+        Relative paths are resolved against the configuration file's folder and checked by
+        :func:`rccgrade.config.config_from_dict`, before any work starts.
+        """
+        from pathlib import Path
+
+        from rccgrade.radiomics.params import SHIPPED, load_params
+
+        text = value.strip()
+        if text in SHIPPED:
+            return text
+        path = Path(text).expanduser()
+        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+            raise ValueError(
+                f"unknown PyRadiomics parameter set {value!r}; use a shipped one {list(SHIPPED)} or the path of a "
+                ".yaml/.yml/.json parameter file"
+            )
+        if path.is_absolute():
+            from rccgrade.errors import ConfigError
+
+            try:
+                load_params(path)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return text
+
     @field_validator("phases")
     @classmethod
     def _known_phases(cls, value: list[str]) -> list[str]:
