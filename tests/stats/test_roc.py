@@ -97,17 +97,51 @@ def test_compare_models_on_asah(asah: pd.DataFrame) -> None:
     assert delong_matrix(asah.y, {"ndka": asah.ndka}).shape == (1, 1)
 
 
-def test_unpaired_delong(asah: pd.DataFrame) -> None:
-    # two independent halves: Z = (a1 - a2) / sqrt(v1 + v2) with each variance from the paired-free DeLong
-    a, b = asah.iloc[::2], asah.iloc[1::2]
-    t = delong_test_unpaired(a.y, a.s100b, b.y, b.s100b)
-    v1, v2 = (
-        _naive_delong(a.y.to_numpy(), a.s100b.to_numpy()[None])[1],
-        _naive_delong(b.y.to_numpy(), b.s100b.to_numpy()[None])[1],
-    )
-    z = (auc(a.y, a.s100b) - auc(b.y, b.s100b)) / np.sqrt(v1[0, 0] + v2[0, 0])
-    assert t.z == pytest.approx(z, rel=1e-10)
-    assert t.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-10)
+# pROC's own test suite (tests/testthat/test-roc.test.R, "unpaired roc.test statistic and p are as expected"):
+# roc.test(r.x, r.y, paired = FALSE) on aSAH gives D and a p-value from Student's t (Welch–Satterthwaite df).
+UNPAIRED_PROC = [
+    ("wfns", "s100b", 1.43490640926908, 0.152825378808796),
+    ("wfns", "ndka", 3.10125096778969, 0.00220950791756457),
+    ("ndka", "s100b", -1.55995743389685, 0.120192832430845),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "d", "p"), UNPAIRED_PROC)
+def test_unpaired_delong_matches_proc(asah: pd.DataFrame, a: str, b: str, d: float, p: float) -> None:
+    t = delong_test_unpaired(asah.y, asah[a], asah.y, asah[b])
+    assert t.z == pytest.approx(d, abs=1e-9)
+    assert t.p_value == pytest.approx(p, abs=1e-9)
+    assert not t.paired and t.df is not None
+    swapped = delong_test_unpaired(asah.y, asah[b], asah.y, asah[a])
+    assert swapped.z == pytest.approx(-d, abs=1e-9) and swapped.p_value == pytest.approx(p, abs=1e-9)
+
+
+def _naive_unpaired(y1: np.ndarray, s1: np.ndarray, y2: np.ndarray, s2: np.ndarray) -> tuple[float, float, float]:
+    """D, df and p written out from the formulas (naive DeLong variances, scipy's t)."""
+    a1, v1 = _naive_delong(y1, s1[None])
+    a2, v2 = _naive_delong(y2, s2[None])
+    var1, var2 = v1[0, 0], v2[0, 0]
+    d = (a1[0] - a2[0]) / np.sqrt(var1 + var2)
+    df = (var1 + var2) ** 2 / (var1**2 / (len(y1) - 1) + var2**2 / (len(y2) - 1))
+    return d, df, 2 * sps.t.sf(abs(d), df)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unpaired_delong_is_welch_t_against_a_naive_computation(seed: int) -> None:
+    # two independent cohorts of different sizes and class balance, ties included (scores on a coarse grid)
+    rng = np.random.default_rng(seed)
+    y1 = (rng.random(37) < 0.4).astype(int)
+    y2 = (rng.random(23) < 0.6).astype(int)
+    y1[:2], y2[:2] = [0, 1], [0, 1]
+    s1 = np.round(rng.normal(size=37) + 1.2 * y1, 1)
+    s2 = np.round(rng.normal(size=23) + 0.4 * y2, 1)
+    t = delong_test_unpaired(y1, s1, y2, s2)
+    d, df, p = _naive_unpaired(y1, s1, y2, s2)
+    assert t.z == pytest.approx(d, rel=1e-10)
+    assert t.df == pytest.approx(df, rel=1e-10)
+    assert t.p_value == pytest.approx(p, rel=1e-9)
+    # small cohorts: the t reference gives a larger p than the normal one
+    assert t.p_value > 2 * sps.norm.sf(abs(d))
     assert not t.paired
 
 

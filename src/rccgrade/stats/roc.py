@@ -85,16 +85,20 @@ class AucCI:
 
 @dataclass(frozen=True)
 class DelongTestResult:
-    """DeLong's test of the difference between two AUCs (two-sided, normal approximation).
+    """DeLong's test of the difference between two AUCs (two-sided).
+
+    Paired (same patients): Z against the standard normal. Unpaired (independent cohorts): pROC's D against
+    Student's t with Welch–Satterthwaite degrees of freedom ``df``.
 
     Attributes:
-        z: Test statistic (auc_1 − auc_2) / SE.
+        z: Test statistic (auc_1 − auc_2) / SE (pROC's Z when paired, D when unpaired).
         p_value: Two-sided p-value (a probability, not its logarithm).
         auc_1: AUC of the first model.
         auc_2: AUC of the second model.
         difference: auc_1 − auc_2.
         se: Standard error of the difference.
         paired: Whether the two AUCs were measured on the same patients.
+        df: Degrees of freedom of the t reference distribution (unpaired test), or ``None`` (paired: normal).
     """
 
     z: float
@@ -104,6 +108,7 @@ class DelongTestResult:
     difference: float
     se: float
     paired: bool
+    df: float | None = None
 
 
 def _split(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -314,18 +319,42 @@ def delong_test(y: ArrayLike, score1: ArrayLike, score2: ArrayLike) -> DelongTes
 def delong_test_unpaired(y1: ArrayLike, score1: ArrayLike, y2: ArrayLike, score2: ArrayLike) -> DelongTestResult:
     """Unpaired DeLong test between AUCs measured on two independent cohorts (pROC ``paired = FALSE``).
 
-    Z = (AUC1 − AUC2) / sqrt(var1 + var2); p = 2·Φ(−|Z|).
+    As pROC's ``roc.test(roc1, roc2, method = "delong", paired = FALSE)``:
+    D = (AUC1 − AUC2) / sqrt(V1 + V2), with V each AUC's DeLong variance, and the two-sided p-value from
+    Student's t with Welch–Satterthwaite degrees of freedom
+    df = (V1 + V2)² / (V1² / (N1 − 1) + V2² / (N2 − 1)), N being each cohort's number of patients.
+
+    Args:
+        y1, score1: 0/1 labels and scores of the first cohort, shape (N1,).
+        y2, score2: The same for the second cohort, shape (N2,).
+
+    Returns:
+        A :class:`DelongTestResult` with ``paired=False``, ``z`` = D and ``df``.
+
+    Raises:
+        StatsError: a cohort lacks one class, or both variances are zero (perfect separation in both).
     """
     r1 = delong(y1, score1)
     r2 = delong(y2, score2)
     a1, a2 = float(r1.aucs[0]), float(r2.aucs[0])
-    var = float(r1.covariance[0, 0] + r2.covariance[0, 0])
+    v1, v2 = float(r1.covariance[0, 0]), float(r2.covariance[0, 0])
+    var = v1 + v2
     if not var > 0:
         raise StatsError("both AUCs have zero DeLong variance (perfect separation); the unpaired test is undefined")
+    n1 = r1.n_positive + r1.n_negative
+    n2 = r2.n_positive + r2.n_negative
+    df = var**2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     se = float(np.sqrt(var))
-    z = (a1 - a2) / se
+    d = (a1 - a2) / se
     return DelongTestResult(
-        z=z, p_value=float(2.0 * sps.norm.sf(abs(z))), auc_1=a1, auc_2=a2, difference=a1 - a2, se=se, paired=False
+        z=d,
+        p_value=float(2.0 * sps.t.sf(abs(d), df)),
+        auc_1=a1,
+        auc_2=a2,
+        difference=a1 - a2,
+        se=se,
+        paired=False,
+        df=float(df),
     )
 
 
