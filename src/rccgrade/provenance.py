@@ -2,8 +2,9 @@
 
 ``provenance.json`` in the run folder records the resolved configuration, the seed, the versions of
 every package that touches the numbers, the platform, the SHA-256 of every input file (manifest, images,
-masks) and how long each stage took. Input checksums are cached by (path, size, modification time) so a
-re-run of a large cohort does not read every image again.
+masks) and how long each stage took. Input checksums are cached by (path, size, mtime, inode, ctime) so a
+re-run of a large cohort does not read every image again; the change time cannot be set back by a user
+(``os.utime`` itself updates it), so an edited file with its size and mtime restored is hashed again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -111,15 +113,28 @@ def source_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def _stamp(st: os.stat_result) -> list[int]:
+    """What must be unchanged for a remembered checksum to be trusted: size, mtime, inode, ctime (ns)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 class ChecksumCache:
-    """SHA-256 of input files, remembered by (resolved path, size, mtime) in a JSON file.
+    """SHA-256 of input files, remembered by (resolved path, size, mtime, inode, ctime) in a JSON file.
+
+    ``mtime`` can be set back by anyone (``touch -d``, ``os.utime``, ``rsync -t``), but doing so changes the
+    ``ctime``, and replacing a file changes its inode, so an edited file is never served from the cache.
+    Entries whose file changed less than ``racy_ns`` before it was hashed are *racy* (a second edit within
+    the same timestamp tick would leave the stamp unchanged, as in Git's "racy clean" problem) and are
+    hashed again next time.
 
     Args:
         path: JSON file holding the remembered checksums (created when missing).
+        racy_ns: Window in nanoseconds (default 2 s: coarser than any file system's timestamp tick).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, racy_ns: int = 2_000_000_000) -> None:
         self.path = Path(path)
+        self.racy_ns = int(racy_ns)
         self._data: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             try:
@@ -132,14 +147,18 @@ class ChecksumCache:
         """SHA-256 of a file or a folder (e.g. a DICOM series), recomputed only when it changed."""
         file = Path(file).resolve()
         st = file.stat()
-        stamp = [st.st_size, st.st_mtime_ns]
-        if file.is_dir():  # a DICOM folder: its files' stamps decide
-            stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(file.iterdir()) if p.is_file()]
+        stamp: list[Any] = _stamp(st)
+        changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        if file.is_dir():  # a DICOM folder: its files' stamps decide (and the folder's, for added/removed files)
+            subs = [(p.name, p.stat()) for p in sorted(file.iterdir()) if p.is_file()]
+            stamp = [stamp, *([name, *_stamp(s)] for name, s in subs)]
+            changed = max([changed, *(max(s.st_mtime_ns, s.st_ctime_ns) for _, s in subs)])
         entry = self._data.get(str(file))
-        if entry is not None and entry.get("stamp") == stamp:
+        if entry is not None and entry.get("stamp") == stamp and not entry.get("racy", True):
             return str(entry["sha256"])
+        hashed_at = time.time_ns()
         digest = file_checksum(file)
-        self._data[str(file)] = {"stamp": stamp, "sha256": digest}
+        self._data[str(file)] = {"stamp": stamp, "sha256": digest, "racy": changed >= hashed_at - self.racy_ns}
         return digest
 
     def save(self) -> None:
