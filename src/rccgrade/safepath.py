@@ -51,13 +51,14 @@ def check_identifier(identifier: object, *, what: str = "patient_id") -> str | N
         return f"{what} {identifier!r} is not text"
     if identifier == "":
         return f"{what} is empty"
-    if len(identifier) > MAX_ID_LENGTH:
-        return f"{what} {identifier[:20]!r}… is {len(identifier)} characters long (at most {MAX_ID_LENGTH})"
+    shown = repr(identifier) if len(identifier) <= 200 else f"{identifier[:200]!r}…"
     if not ID_PATTERN.fullmatch(identifier):
         return (
-            f"{what} {identifier!r} may only hold letters, digits, '.', '_' and '-' and must start with a letter "
+            f"{what} {shown} may only hold letters, digits, '.', '_' and '-' and must start with a letter "
             "or digit (no spaces, slashes or leading dots); rename it in the manifest"
         )
+    if len(identifier) > MAX_ID_LENGTH:
+        return f"{what} {shown} is {len(identifier)} characters long (at most {MAX_ID_LENGTH}); shorten it"
     return None
 
 

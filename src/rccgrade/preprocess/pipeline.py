@@ -160,9 +160,24 @@ def _settings_key(settings: PreprocessSettings) -> dict[str, Any]:
 
 
 def case_cache_key(case: Case, settings: PreprocessSettings) -> str:
-    """Hash of the settings (QC switch excluded) and the checksums of the case's input files."""
-    inputs = {phase: file_checksum(path) for phase, path in sorted(case.images.items())}
-    inputs["mask"] = file_checksum(case.mask)
+    """Hash of the settings (QC switch excluded) and the checksums (SHA-256 of the content) of the case's inputs.
+
+    Raises:
+        ImageError: an input file is missing or unreadable (the message names the patient and the file).
+    """
+
+    def checksum(path: Path) -> str:
+        try:
+            return file_checksum(path)
+        except OSError as exc:
+            raise ImageError(
+                f"cannot read the file ({exc.strerror or exc}); check the path in the manifest",
+                patient_id=case.patient_id,
+                path=path,
+            ) from None
+
+    inputs = {phase: checksum(path) for phase, path in sorted(case.images.items())}
+    inputs["mask"] = checksum(case.mask)
     return stable_hash(
         CACHE_VERSION,
         case.patient_id,
