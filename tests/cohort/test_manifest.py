@@ -172,3 +172,40 @@ def test_row_problems_do_not_raise(tmp_path: Path) -> None:
     assert _codes(cohort, "p3") == {"phase_missing", "mask_missing", "split_invalid", "label_invalid"}
     assert cohort["p4"].label == 2 and cohort["p1"].label == 7
     assert "arterial" not in cohort["p3"].images
+
+
+def test_ids_are_read_as_written(tmp_path: Path) -> None:
+    """NA, null, None and 001 are patient ids, not missing values or numbers; clinical "NA" is still missing."""
+    text = HEADER + ",grade,age\nNA,a,b,c,m,2,NA\nnull,a,b,c,m,2,61\nNone,a,b,c,m,3,\n001,a,b,c,m,1,70\n"
+    cohort = load_cohort(_manifest(tmp_path, text))
+    assert cohort.patient_ids == ["NA", "null", "None", "001"]
+    assert [c.clinical["age"] for c in cohort.cases] == [None, 61.0, None, 70.0]
+    assert not [p for p in cohort.issues if p.severity == "error"]
+
+
+def test_bad_ids_raise_by_default_and_are_reported_on_request(tmp_path: Path) -> None:
+    text = HEADER + ",grade\nok1,a,b,c,m,2\n/abs/dir,a,b,c,m,2\n../../../../ESC1,a,b,c,m,2\n..,a,b,c,m,2\n"
+    manifest = _manifest(tmp_path, text)
+    with pytest.raises(CohortError) as exc:
+        load_cohort(manifest)
+    msg = str(exc.value)
+    assert "3 patient id(s)" in msg and str(manifest) in msg
+    assert "line 3: patient_id '/abs/dir'" in msg and "'../../../../ESC1'" in msg and "line 5: patient_id '..'" in msg
+    cohort = load_cohort(manifest, bad_ids="report")
+    assert cohort.patient_ids == ["ok1", "/abs/dir", "../../../../ESC1", ".."]
+    assert _codes(cohort, "ok1") == set()
+    for pid in ("/abs/dir", "../../../../ESC1", ".."):
+        assert _codes(cohort, pid) == {"bad_patient_id"}
+
+
+def test_encoding_utf8_with_bom_is_read_and_other_encodings_are_refused(tmp_path: Path) -> None:
+    text = HEADER + ",grade,site\nP1,a,b,c,m,2,Zürich\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    cohort = load_cohort(bom)
+    assert cohort.patient_ids == ["P1"] and cohort.cases[0].clinical["site"] == "Zürich"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(text.encode("cp1252"))
+    with pytest.raises(CohortError, match=r"not UTF-8 text \(byte 0xFC on line 2") as exc:
+        load_cohort(latin)
+    assert str(latin) in str(exc.value)

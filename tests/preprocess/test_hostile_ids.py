@@ -137,6 +137,23 @@ def test_preprocess_library_keeps_hostile_ids_inside_its_folder(arena: dict[str,
     slices = load_slices(arena["out"], result.rois[0])
     assert sorted(slices) == sorted([ESCAPE, "..", "NA"])
     assert all(isinstance(a, np.ndarray) and a.ndim == 4 for a in slices.values())
+    # radiomics finds the registered images of each id through the same mapping, and caches inside its folder
+    from rccgrade.radiomics.extract import extract_radiomics, inputs_from_preprocess_dir
+    from rccgrade.radiomics.settings import RadiomicsSettings
+
+    listed = inputs_from_preprocess_dir(arena["out"], ["arterial"])
+    assert sorted(i.patient_id for i in listed) == sorted([ESCAPE, "..", "NA"])
+    params = arena["out"] / "params.yaml"
+    params.write_text("imageType: {Original: {}}\nfeatureClass: {firstorder: [Mean]}\nsetting: {binWidth: 25}\n")
+    rad = extract_radiomics(
+        Cohort(cases=cases[1:], root=arena["data"]),
+        arena["out"] / "radiomics",
+        RadiomicsSettings(params=str(params), stability={"enabled": False}),
+        ParallelSettings(backend="serial"),
+        registered_dir=arena["out"] / "registered",
+    )
+    assert sorted(rad.features.index) == sorted([ESCAPE, "..", "NA"]) and rad.failures.empty
+    assert _changes_outside(before, _snapshot(arena["root"]), out_rel) == []
     # a re-run is served from the cache files of the mapped names
     again = run_preprocess(
         Cohort(cases=cases[1:], root=arena["data"]), arena["out"], settings, ParallelSettings(backend="serial")
