@@ -314,7 +314,10 @@ def _process_case(job: _Job) -> dict[str, Any]:
     try:
         return _process_case_inner(job)
     except BaseException:
-        _remove_outputs(job.out_dir, job.case.patient_id)
+        try:
+            _remove_outputs(job.out_dir, job.case.patient_id)
+        except Exception as cleanup:  # noqa: BLE001 - the case's own error is the one to report
+            log.warning("patient %s: could not remove partial outputs: %s", job.case.patient_id, cleanup)
         raise
 
 
