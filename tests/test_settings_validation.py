@@ -48,3 +48,30 @@ def test_missing_or_invalid_params_file_is_rejected_when_the_config_is_read(tmp_
 def test_absolute_params_path_is_checked_by_the_settings(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="not found"):
         RadiomicsSettings(params=str(tmp_path / "absent.yaml"))
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())  # Rich wraps long lines, even inside a path
+
+
+def test_cli_config_and_params_errors_show_the_file(tmp_path: Path) -> None:
+    """Errors start with "[file …]": printed with markup escaped, the file survives on the command line."""
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+
+    missing = tmp_path / "no_such_config.yaml"
+    result = CliRunner().invoke(
+        app, ["preprocess", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--config", str(missing)]
+    )
+    assert result.exit_code == 2
+    assert _flat(f"[file {missing}]") in _flat(result.stderr) and "Traceback" not in result.output
+
+    params = tmp_path / "bad_params.yaml"
+    params.write_text("setting:\n  binWidht: 25\n")
+    source = tmp_path / "pre"
+    (source / "registered").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["radiomics", str(source), "--params", str(params), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    err = _flat(result.stderr)
+    assert _flat(str(params)) in err and "binWidht" in err and "Traceback" not in result.output
