@@ -90,3 +90,21 @@ def test_cache_recomputes_only_new_or_changed_cases(tmp_path: Path, monkeypatch:
     progress: list[tuple[int, int]] = []
     extract_deep_features({"box": changed}, settings, cache_dir=tmp_path, progress=lambda d, t: progress.append((d, t)))
     assert progress[-1] == (5, 5)
+
+
+def test_cache_files_of_hostile_ids_stay_inside_the_cache(tmp_path: Path) -> None:
+    """Patient ids are never paths: the per-case cache file of "../../x" or an absolute id lies in the cache."""
+    settings = fast_settings(arch="resnet_tiny", input_size=32)
+    base = random_slices(3, size=32)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ids = ["../../x", str(outside / "victim"), "NA"]
+    images = {pid: base[f"p00{i}"] for i, pid in enumerate(ids)}
+    cache = tmp_path / "cache"
+    first = extract_deep_features({"box": images}, settings, cache_dir=cache)
+    assert sorted(first.table.index) == sorted(ids)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(cache in p.parents for p in written)
+    assert list(outside.iterdir()) == []
+    again = extract_deep_features({"box": images}, settings, cache_dir=cache)  # served from those files
+    np.testing.assert_array_equal(again.table.loc[ids].to_numpy(), first.table.loc[ids].to_numpy())
