@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +282,10 @@ class BundleFeatures:
     settings: dict[str, Any]
     failures: dict[str, str] = field(default_factory=dict)
     cohort: Cohort | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as ``(features, settings)``, the return value of earlier versions."""
+        return iter((self.features, self.settings))
 
 
 def _fail(failures: dict[str, str], pid: str, reason: str) -> None:
