@@ -196,12 +196,25 @@ def _manifest_phases(manifest: str | Path) -> list[str]:
 
 
 def bundle_cohort_settings(bundle: ModelBundle) -> CohortSettings:
-    """The cohort settings the bundle's training cohort was read with (labels not required)."""
+    """The cohort settings the bundle's training cohort was read with (labels not required).
+
+    Clinical columns the model reads get the type the model was trained with (numeric when the bundle holds
+    their training distribution), unless the recorded settings declare one.
+    """
     fs = bundle.feature_settings
     cfg = {k: v for k, v in dict(fs.get("cohort") or {}).items() if k not in ("manifest", "clinical_csv")}
     cfg["require_labels"] = False
     if isinstance(fs.get("clinical_types"), Mapping) and "clinical_types" not in cfg:
         cfg["clinical_types"] = dict(fs["clinical_types"])
+    # the model fixes each clinical column's type: a column it read as numbers (it has a training distribution)
+    # stays numeric however the new manifest looks ("inf" or typos in a small cohort must not turn it into text)
+    types = dict(cfg.get("clinical_types") or {})
+    numeric = set(bundle.meta.get("training_distribution") or {})
+    for name in bundle.feature_names:
+        if name.startswith("clin:") and name[len("clin:") :] not in types:
+            types[name[len("clin:") :]] = "numeric" if name in numeric else "categorical"
+    if types:
+        cfg["clinical_types"] = types
     try:
         return CohortSettings.model_validate(cfg)
     except ValueError as exc:
@@ -549,9 +562,9 @@ def predict_table(
     failed: dict[str, str] = dict(failures or {})
     features = features.copy()
     features.index = features.index.astype(str)
-    if len(features.columns):
+    if len(features):  # an empty table (every patient failed earlier) has nothing to check
         validate_table(features)
-    check_features(bundle, features, feature_settings)
+        check_features(bundle, features, feature_settings)
     settings = bundle_cohort_settings(bundle)
     candidates = [p for p in dict.fromkeys(ids) if p not in failed]
     absent = [p for p in candidates if p not in features.index]
