@@ -40,7 +40,15 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rccgrade.cache import file_checksum
 from rccgrade.errors import ModelError
@@ -143,14 +151,20 @@ class BundleMeta(BaseModel):
             raise ValueError("must be a SHA-256 in 64 lower-case hexadecimal digits")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BundleMeta:
-        if self.n_train_high_grade > self.n_train:
-            raise ValueError("n_train_high_grade exceeds n_train")
-        unknown = sorted(set(self.training_distribution) - set(self.feature_names))
+    @field_validator("n_train_high_grade")
+    @classmethod
+    def _at_most_n_train(cls, value: int, info: ValidationInfo) -> int:
+        if value > info.data.get("n_train", value):
+            raise ValueError("exceeds n_train")
+        return value
+
+    @field_validator("training_distribution")
+    @classmethod
+    def _known_features(cls, value: dict[str, FeatureStats], info: ValidationInfo) -> dict[str, FeatureStats]:
+        unknown = sorted(set(value) - set(info.data.get("feature_names") or []))
         if unknown:
-            raise ValueError(f"training_distribution names features the model does not read: {unknown[:3]}")
-        return self
+            raise ValueError(f"names features the model does not read: {unknown[:3]}")
+        return value
 
 
 TRUSTED_TYPES: tuple[str, ...] = (
