@@ -438,9 +438,9 @@ def compute_features_for_bundle(
             from rccgrade.preprocess.slices import load_slices
 
             deep_settings = DeepSettings.model_validate(fs["deep"]).model_copy(update={"rois": rois})
+            wanted = set(cohort.patient_ids)  # slices left in a reused work folder by earlier runs are not ours
             images = {
-                roi: {p: a for p, a in load_slices(work / "preprocess", roi).items() if p in set(cohort.patient_ids)}
-                for roi in rois
+                roi: {p: a for p, a in load_slices(work / "preprocess", roi).items() if p in wanted} for roi in rois
             }
             deep = extract_deep_features(images, deep_settings, seed=int(bundle.meta.get("seed") or 0))
             for row in deep.failures:
