@@ -118,4 +118,4 @@ def test_truncated_pixels_with_valid_header_are_unreadable(tmp_path: Path) -> No
     case.images["arterial"].write_bytes(data[: len(data) - 500])  # header intact, pixel data cut short
     problems = check_case(case)
     assert [p.code for p in problems] == ["unreadable"]
-    assert "HU range" in problems[0].message and problems[0].file.endswith("a.mha")
+    assert "truncated" in problems[0].message and problems[0].file.endswith("a.mha")

@@ -221,7 +221,7 @@ def test_dicom_phases_and_multiple_series_warning(case_writer: CaseWriter) -> No
 
 
 def test_a_crashing_check_stops_only_its_case(case_writer: CaseWriter, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rccgrade.cohort import validate as module
+    from rccgrade.cohort import integrity as module
 
     case_writer.write("good")
     case_writer.write("boom")

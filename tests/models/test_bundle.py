@@ -92,8 +92,10 @@ def test_untrusted_type_refused_even_with_matching_checksum(bundles: dict[str, P
     shutil.copytree(bundles["clinical"], copy)
     sio.dump({"model": Sneaky()}, copy / MODEL_FILE)
     meta = json.loads((copy / "bundle.json").read_text())
-    meta["model_sha256"] = file_checksum(copy / MODEL_FILE)  # attacker also rewrote the checksum
+    meta["model_sha256"] = file_checksum(copy / MODEL_FILE)  # attacker also rewrote both checksums
     (copy / "bundle.json").write_text(json.dumps(meta))
+    sums = {"bundle.json": file_checksum(copy / "bundle.json"), MODEL_FILE: meta["model_sha256"]}
+    (copy / "checksums.json").write_text(json.dumps(sums))
     with pytest.raises(ModelError, match="Sneaky"):
         load_bundle(copy)
 

@@ -22,7 +22,9 @@ def _manifest(tmp_path: Path, columns: list[str]) -> Path:
 
 def test_missing_phase_is_read_as_absent_not_refused(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, ["arterial", "nephrographic", "mask"])
-    bundle = SimpleNamespace(feature_settings={"cohort": {"phases": ["arterial", "nephrographic", "excretory"]}})
+    bundle = SimpleNamespace(
+        feature_settings={"cohort": {"phases": ["arterial", "nephrographic", "excretory"]}}, feature_names=[], meta={}
+    )
     cohort = bundle_cohort(bundle, manifest)  # type: ignore[arg-type]
     assert cohort.patient_ids == ["a", "b"]
     assert all(set(case.images) == {"arterial", "nephrographic"} for case in cohort)

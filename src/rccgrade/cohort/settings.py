@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CLINICAL_RANGES: dict[str, tuple[float, float]] = {
+    "age": (0.0, 120.0),
+    "age_years": (0.0, 120.0),
+    "bmi": (5.0, 150.0),
+    "weight_kg": (0.5, 500.0),
+    "height_cm": (30.0, 260.0),
+    "size_cm": (0.0, 50.0),
+    "tumor_size_cm": (0.0, 50.0),
+    "tumour_size_cm": (0.0, 50.0),
+    "tumor_size_mm": (0.0, 500.0),
+    "tumour_size_mm": (0.0, 500.0),
+}
+"""Plausible [low, high] ranges of common clinical variables (names matched case-insensitively).
+
+Only variables whose unit is fixed by their name (age in years, BMI in kg/m², ``_cm``/``_mm``/``_kg``) have a
+default; laboratory values differ by unit between centres (platelets per µL or 10⁹/L), so declare their ranges
+with ``cohort.clinical_ranges``. A value outside its range is an error (``clinical_out_of_range``).
+"""
 
 
 class CohortSettings(BaseModel):
@@ -29,6 +49,16 @@ class CohortSettings(BaseModel):
             least this fraction of its non-missing values parse as numbers; the others are then
             reported as ``clinical_wrong_type`` (a typo such as "unknown" in an age column) rather
             than silently turning the column categorical. 1.0 = numeric only if every value parses.
+        clinical_ranges: Column → plausible ``[low, high]`` of a numeric clinical variable, on top of
+            :data:`DEFAULT_CLINICAL_RANGES` (same name, case-insensitive: this one wins). A value outside
+            is an error (``clinical_out_of_range``) in validate and at predict time.
+        clinical_max_abs: Every numeric clinical value, whatever its column, must be finite and at most
+            this in absolute value (``1e30`` is a typo or a unit error, never a patient); None: finite only.
+        min_slices: Fewest voxels along every axis of an image or mask (``not_3d`` below it): a
+            single slice, or two, is not a volume that radiomics or the 2.5D slices can use.
+        max_nonfinite_fraction: Largest fraction of NaN/±inf voxels an image may hold *outside* the
+            tumour before it is an error (``nonfinite_voxels``); below it, a warning. Any non-finite voxel
+            inside the mask, and an image with no finite voxel, are always errors. Default 0: any is an error.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,3 +75,23 @@ class CohortSettings(BaseModel):
     origin_atol_voxels: float = Field(0.01, ge=0)
     direction_atol: float = Field(1e-3, ge=0)
     numeric_parse_fraction: float = Field(0.8, gt=0.5, le=1.0)
+    clinical_ranges: dict[str, tuple[float, float]] = {}
+    clinical_max_abs: float | None = Field(1e9, gt=0)
+    min_slices: int = Field(3, ge=2)
+    max_nonfinite_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("clinical_ranges")
+    @classmethod
+    def _ranges_ordered(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f"clinical_ranges[{name!r}] must be finite with low <= high, got [{low}, {high}]")
+        return value
+
+    def clinical_range(self, column: str) -> tuple[float, float] | None:
+        """The plausible range of a clinical column (configured first, then the defaults), or None."""
+        for table in (self.clinical_ranges, DEFAULT_CLINICAL_RANGES):
+            for name, bounds in table.items():
+                if name.lower() == column.lower():
+                    return (float(bounds[0]), float(bounds[1]))
+        return None

@@ -12,17 +12,11 @@ Rules (code — severity):
     ``path_escapes_root`` — warning (relative path leaving the manifest's folder)
     ``grade_missing`` (error; warning when labels are not required), ``grade_out_of_range``,
     ``label_conflict``, ``split_invalid``, ``label_invalid``, ``clinical_wrong_type`` — error
-    ``file_missing``, ``unreadable`` — error
-    ``not_3d`` — error (not three dimensions, or a single slice); ``not_scalar`` — error (RGB …)
-    ``multiple_series`` — warning (DICOM folder with several series and no series UID given)
-    ``mask_empty``, ``mask_not_binary`` — error (multi-label masks: choose with ``--label N``)
-    ``mask_geometry_mismatch`` — error (size/spacing/origin/direction differ from the mask phase)
-    ``phases_no_overlap`` — error (physical extents of two phases do not intersect)
-    ``not_hu`` — error (intensities not plausibly Hounsfield units)
-    ``check_failed`` — error (a check itself crashed; the message carries the exception)
-
-Images are opened header-first (``ImageFileReader.ReadImageInformation``); pixels are read only
-for the mask (empty/binary) and the HU range. DICOM series are read once in full.
+    the image rules of :mod:`rccgrade.cohort.integrity` (``file_missing``, ``unreadable``, ``truncated``,
+    ``not_3d``, ``not_scalar``, ``multiple_series``, ``mask_empty``, ``mask_not_binary``,
+    ``mask_geometry_mismatch``, ``phases_no_overlap``, ``nonfinite_voxels``, ``not_hu``, ``check_failed``)
+    and its clinical-value rules (``clinical_not_finite``, ``clinical_out_of_range``) — the same code that
+    ``rccgrade predict`` runs before computing any feature.
 """
 
 from __future__ import annotations
@@ -31,22 +25,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
-from rccgrade.cohort.io import (
-    ImageGeometry,
-    choose_series,
-    dicom_series,
-    image_geometry,
-    read_dicom_series,
-    read_image_information,
-)
-from rccgrade.cohort.manifest import NO_PATH, load_cohort
+from rccgrade.cohort.integrity import CheckOptions, check_case_clinical, check_case_images
+from rccgrade.cohort.manifest import load_cohort
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, Cohort, Problem
-from rccgrade.errors import ImageError
 from rccgrade.parallel import Outcome, ParallelSettings, ProgressCallback, run_cases
 
 log = logging.getLogger(__name__)
@@ -56,298 +40,13 @@ CASE_COLUMNS: list[str] = ["case", "row", "patient_id", "status", "n_errors", "n
 CSV_COLUMNS: list[str] = ["row", "patient_id", "status", "severity", "code", "file", "message"]
 
 
-@dataclass(frozen=True)
-class CheckOptions:
-    """What :func:`check_case` needs besides the case (picklable, for worker processes).
-
-    Attributes:
-        phases: Phases every case must have.
-        label: Tumour label for cases whose own ``label`` is None.
-        spacing_rtol: Relative spacing tolerance (mask vs its phase).
-        origin_atol_voxels: Origin tolerance in voxels of the phase image.
-        direction_atol: Tolerance on direction cosines.
-    """
-
-    phases: tuple[str, ...] = ("arterial", "nephrographic", "excretory")
-    label: int | None = None
-    spacing_rtol: float = 1e-3
-    origin_atol_voxels: float = 0.01
-    direction_atol: float = 1e-3
-
-
-class _Volume:
-    """An image opened header-first; pixels on demand."""
-
-    def __init__(self, path: Path, patient_id: str, series_uid: str | None) -> None:
-        self.path = path
-        self.patient_id = patient_id
-        self.series_uid = series_uid
-        self.n_series = 1
-        self.chosen_uid: str | None = None
-        self._image: sitk.Image | None = None
-        if path.is_dir():
-            try:
-                series = dicom_series(path)
-            except RuntimeError as exc:
-                raise ImageError(f"cannot list DICOM series: {_short(exc)}", patient_id=patient_id, path=path) from None
-            self.n_series = len(series)
-            self.chosen_uid, _ = choose_series(path, series_uid=series_uid, patient_id=patient_id, series=series)
-            self._image = read_dicom_series(path, patient_id=patient_id, series_uid=self.chosen_uid, series=series)
-            self.geometry = image_geometry(self._image)
-        else:
-            self.geometry = read_image_information(path, patient_id=patient_id)
-
-    @property
-    def image(self) -> sitk.Image:
-        if self._image is None:
-            try:
-                self._image = sitk.ReadImage(str(self.path))
-            except RuntimeError as exc:
-                raise ImageError(
-                    f"cannot read the pixels: {_short(exc)}", patient_id=self.patient_id, path=self.path
-                ) from None
-        return self._image
-
-
-def _short(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:300]
-
-
-class _Checker:
-    """Runs the image rules of one case, collecting problems and never raising."""
-
-    def __init__(self, case: Case, options: CheckOptions) -> None:
-        self.case = case
-        self.options = options
-        self.problems: list[Problem] = []
-
-    def add(self, code: str, message: str, file: Path | str = "", severity: str = "error") -> None:
-        self.problems.append(
-            Problem(self.case.patient_id, code, severity, message, str(file), self.case.row)  # type: ignore[arg-type]
-        )
-
-    def guarded(self, what: str, file: Path | str, fn: object, *args: object) -> object:
-        """Call ``fn(*args)``; an unexpected exception becomes a ``check_failed`` problem."""
-        try:
-            return fn(*args)  # type: ignore[operator]
-        except ImageError as exc:
-            self.add(
-                "unreadable",
-                f"{exc.message} (during the {what} check); re-export the file, it may be truncated or corrupt",
-                file,
-            )
-            return None
-        except Exception as exc:  # noqa: BLE001 - one broken check must not stop the others
-            self.add(
-                "check_failed",
-                f"the {what} check crashed ({type(exc).__name__}: {_short(exc)}); inspect this file by hand "
-                "and report the message if the file looks fine",
-                file,
-            )
-            return None
-
-    # -- opening ---------------------------------------------------------------------------
-    def open(self, name: str, path: Path) -> _Volume | None:
-        what = "mask" if name == "mask" else f"{name} image"
-        if not path.exists():
-            self.add(
-                "file_missing",
-                f"{what} not found; fix the '{name}' path in the manifest (relative paths start at the "
-                "manifest's folder) or add the file",
-                path,
-            )
-            return None
-        try:
-            vol = _Volume(path, self.case.patient_id, self.case.series_uids.get(name))
-        except (ImageError, RuntimeError) as exc:
-            message = exc.message if isinstance(exc, ImageError) else _short(exc)
-            self.add(
-                "unreadable",
-                f"{what} cannot be read: {message}. Use NIfTI (.nii/.nii.gz), NRRD, MHA or a DICOM series "
-                "folder, and check the file is complete",
-                path,
-            )
-            return None
-        if vol.n_series > 1 and self.case.series_uids.get(name) is None:
-            self.add(
-                "multiple_series",
-                f"{what} folder holds {vol.n_series} DICOM series; the largest ({vol.chosen_uid}) is used. Add a "
-                f"'{name}_series_uid' column to choose another",
-                path,
-                severity="warning",
-            )
-        g = vol.geometry
-        if g.dimension != 3:
-            self.add(
-                "not_3d",
-                f"{what} is {g.dimension}D (size {g.size}); give a 3D volume (all slices of the series)",
-                path,
-            )
-            return None
-        if min(g.size) < 2:
-            self.add(
-                "not_3d",
-                f"{what} has size {g.size}: a single slice, not a volume; give the whole series",
-                path,
-            )
-            return None
-        if g.components != 1:
-            self.add(
-                "not_scalar",
-                f"{what} has {g.components} components per voxel (RGB/vector); save it as a single-channel image",
-                path,
-            )
-            return None
-        return vol
-
-    # -- rules ------------------------------------------------------------------------------
-    def check_mask(self, vol: _Volume) -> None:
-        path = vol.path
-        arr = sitk.GetArrayViewFromImage(vol.image)
-        values = np.unique(arr)
-        nonzero = values[values != 0]
-        label = self.case.label if self.case.label is not None else self.options.label
-        if np.any(nonzero != np.rint(nonzero)):
-            self.add(
-                "mask_not_binary",
-                f"mask holds non-integer values (e.g. {float(nonzero[nonzero != np.rint(nonzero)][0]):g}): an "
-                "interpolated or probability map? Threshold it and save an integer label image",
-                path,
-            )
-            return
-        present = sorted(int(v) for v in nonzero)
-        if label is not None:
-            if label not in present:
-                self.add(
-                    "mask_empty",
-                    f"mask has no voxel with label {label} (labels present: {present or 'none'}); "
-                    "choose an existing label with --label N or fix the mask",
-                    path,
-                )
-            return
-        if not present:
-            self.add(
-                "mask_empty",
-                "mask is empty (no non-zero voxel); draw the tumour or check you gave the right mask file",
-                path,
-            )
-        elif len(present) > 1:
-            counts = {v: int(np.count_nonzero(arr == v)) for v in present[:10]}
-            self.add(
-                "mask_not_binary",
-                f"mask is not binary: labels {present} (voxels per label {counts}); choose the tumour label "
-                "with --label N (or a 'label' column in the manifest)",
-                path,
-            )
-
-    def check_geometry(self, mask: ImageGeometry, ref: ImageGeometry, ref_name: str, path: Path) -> None:
-        o = self.options
-        diffs = []
-        if tuple(mask.size) != tuple(ref.size):
-            diffs.append(f"size {mask.size} vs {ref.size}")
-        ms, rs = np.asarray(mask.spacing), np.asarray(ref.spacing)
-        if ms.shape != rs.shape or np.any(np.abs(ms - rs) > o.spacing_rtol * np.abs(rs)):
-            diffs.append(f"spacing {_fmt(mask.spacing)} vs {_fmt(ref.spacing)} mm")
-        mo, ro = np.asarray(mask.origin), np.asarray(ref.origin)
-        if mo.shape != ro.shape or np.any(np.abs(mo - ro) > o.origin_atol_voxels * float(np.min(rs))):
-            diffs.append(f"origin {_fmt(mask.origin)} vs {_fmt(ref.origin)} mm")
-        md, rd = np.asarray(mask.direction), np.asarray(ref.direction)
-        if md.shape != rd.shape or np.any(np.abs(md - rd) > o.direction_atol):
-            diffs.append(f"direction {_fmt(mask.direction)} vs {_fmt(ref.direction)}")
-        if diffs:
-            self.add(
-                "mask_geometry_mismatch",
-                f"mask does not match the {ref_name} image it was drawn on: {'; '.join(diffs)}. Give the mask "
-                f"of this {ref_name} series (or resample it onto the {ref_name} image with nearest-neighbour "
-                "interpolation), or set cohort.mask_phase to the phase it was drawn on",
-                path,
-            )
-
-    def check_overlap(self, name: str, vol: _Volume, ref_name: str, ref: _Volume) -> None:
-        lo1, hi1 = vol.geometry.physical_bounds()
-        lo2, hi2 = ref.geometry.physical_bounds()
-        if np.all(lo1 <= hi2) and np.all(lo2 <= hi1):
-            return
-        self.add(
-            "phases_no_overlap",
-            f"the {name} image covers {_box(lo1, hi1)} mm but the {ref_name} image covers {_box(lo2, hi2)} mm: "
-            "they share no physical space, so registration cannot align them. Check that both files belong to "
-            "this patient and that origins/directions were exported correctly",
-            vol.path,
-        )
-
-    def check_hu(self, name: str, vol: _Volume) -> None:
-        mm = sitk.MinimumMaximumImageFilter()
-        mm.Execute(vol.image)
-        lo, hi = float(mm.GetMinimum()), float(mm.GetMaximum())
-        reason = None
-        if lo >= 0 and hi <= 255:
-            reason = "looks like 8-bit display values (0–255), not HU"
-        elif lo >= 0 and hi <= 4095:
-            reason = "looks like raw uncalibrated scanner values (0–4095) with the rescale intercept not applied"
-        elif lo >= 0:
-            reason = "has no negative values, yet air is about −1000 HU and fat about −100 HU"
-        elif hi - lo < 100:
-            reason = "spans less than 100 units, as a normalised (z-scored or 0–1) image would"
-        if reason:
-            self.add(
-                "not_hu",
-                f"{name} intensities range {lo:g}..{hi:g}, which {reason}. Export the original CT in Hounsfield "
-                "units (DICOM with RescaleSlope/RescaleIntercept, or NIfTI/NRRD of the HU values)",
-                vol.path,
-            )
-
-    # -- driver -----------------------------------------------------------------------------
-    def run(self) -> list[Problem]:
-        case = self.case
-        vols: dict[str, _Volume] = {}
-        for name, path in case.images.items():
-            vol = self.guarded(f"{name} reading", path, self.open, name, Path(path))
-            if isinstance(vol, _Volume):
-                vols[name] = vol
-        mask_vol = None
-        if case.mask != NO_PATH:
-            got = self.guarded("mask reading", case.mask, self.open, "mask", Path(case.mask))
-            mask_vol = got if isinstance(got, _Volume) else None
-        if mask_vol is not None:
-            self.guarded("mask content", mask_vol.path, self.check_mask, mask_vol)
-            ref = vols.get(case.mask_phase)
-            if ref is not None:
-                self.guarded(
-                    "mask geometry",
-                    mask_vol.path,
-                    self.check_geometry,
-                    mask_vol.geometry,
-                    ref.geometry,
-                    case.mask_phase,
-                    mask_vol.path,
-                )
-        ref_name = case.mask_phase if case.mask_phase in vols else next(iter(vols), None)
-        if ref_name is not None:
-            for name, vol in vols.items():
-                if name != ref_name:
-                    self.guarded("phase overlap", vol.path, self.check_overlap, name, vol, ref_name, vols[ref_name])
-        for name, vol in vols.items():
-            self.guarded(f"{name} HU range", vol.path, self.check_hu, name, vol)
-        return self.problems
-
-
-def _fmt(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
-
-
-def _box(lo: np.ndarray, hi: np.ndarray) -> str:
-    return " × ".join(f"[{a:.1f}, {b:.1f}]" for a, b in zip(lo, hi, strict=True))
-
-
 def check_case(case: Case, options: CheckOptions | None = None) -> list[Problem]:
-    """Run the image rules (files, dimensions, mask, geometry, overlap, HU) on one case.
+    """Run the image rules on one case: :func:`rccgrade.cohort.integrity.check_case_images`.
 
-    Manifest-level rules (labels, duplicates, clinical types) come from ``Cohort.issues``.
-    Never raises: a crashing rule becomes a ``check_failed`` problem.
+    Manifest-level rules (labels, duplicates, clinical types) come from ``Cohort.issues``; clinical values are
+    checked by :func:`~rccgrade.cohort.integrity.check_case_clinical`. Never raises.
     """
-    return _Checker(case, options or CheckOptions()).run()
+    return check_case_images(case, options or CheckOptions())
 
 
 def _check_item(item: tuple[Case, CheckOptions]) -> list[Problem]:
@@ -453,13 +152,7 @@ def validate_cohort(
         cohort = cohort_or_manifest
     else:
         cohort = load_cohort(cohort_or_manifest, clinical_csv=clinical_csv, settings=settings, bad_ids="report")
-    options = CheckOptions(
-        phases=tuple(settings.phases),
-        label=label if label is not None else settings.label,
-        spacing_rtol=settings.spacing_rtol,
-        origin_atol_voxels=settings.origin_atol_voxels,
-        direction_atol=settings.direction_atol,
-    )
+    options = CheckOptions.from_settings(settings, label=label)
     items = [(case, options) for case in cohort.cases]
     outcomes: list[Outcome[list[Problem]]] = run_cases(
         _check_item, items, keys=[c.patient_id for c in cohort.cases], settings=parallel, progress=progress
@@ -468,6 +161,7 @@ def validate_cohort(
     order = {(c.row, c.patient_id): i for i, c in enumerate(cohort.cases)}
     located: list[tuple[int, Problem]] = [(order.get((p.row, p.patient_id), -1), p) for p in cohort.issues]
     for i, (case, outcome) in enumerate(zip(cohort.cases, outcomes, strict=True)):
+        located.extend((i, p) for p in check_case_clinical(case, cohort.clinical_types, settings))
         if outcome.ok and outcome.value is not None:
             located.extend((i, p) for p in outcome.value)
         else:

@@ -13,6 +13,17 @@ Loading never executes code from the file. Two independent guards:
    from a schema instead of unpickling. Every type the file asks for that skops does not already trust
    must be in :data:`TRUSTED_TYPES` (the classes of this package plus the XGBoost/LightGBM model types);
    anything else fails loudly with the list of offending types, even when the checksum matches.
+
+Since bundle format 2 the whole of ``bundle.json`` is guarded too:
+
+3. ``checksums.json`` records the SHA-256 of ``bundle.json`` and of ``model.skops``; a ``bundle.json`` edited
+   after export (a threshold changed by hand, a corrupted copy) is refused before it is parsed.
+4. ``bundle.json`` is parsed by a pydantic model (:class:`BundleMeta`): required keys, a finite threshold in
+   [0, 1], an arm from the known set, hexadecimal checksums, the training distribution of every feature.
+   Anything malformed is a one-line :class:`~rccgrade.errors.ModelError` naming the file and the field.
+
+The checksums detect accidental or careless changes; they are not a signature (whoever can rewrite both files
+can forge them), which is why guard 2 never relies on them.
 """
 
 from __future__ import annotations
@@ -22,21 +33,139 @@ import hashlib
 import json
 import logging
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rccgrade.cache import file_checksum
 from rccgrade.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
 MODEL_FILE = "model.skops"
 META_FILE = "bundle.json"
+CHECKSUM_FILE = "checksums.json"
+
+ARM_PATTERN = re.compile(r"(clinical|radiomics|combined|stacked|deep:[A-Za-z0-9_]{1,64})")
+"""Arm names a bundle may carry: the arms of :mod:`rccgrade.models.arms` (``deep:<roi>`` per ROI setting)."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class FeatureStats(BaseModel):
+    """Training distribution of one feature (training patients only; missing values left out).
+
+    Attributes:
+        n: Training patients with a value.
+        median, mad: Median and median absolute deviation (unscaled).
+        q1, q3: 25th and 75th percentiles (linear interpolation).
+        min, max: Smallest and largest training value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: Annotated[int, Field(strict=True, ge=1)]
+    median: FiniteFloat
+    mad: Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+    q1: FiniteFloat
+    q3: FiniteFloat
+    min: FiniteFloat
+    max: FiniteFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureStats:
+        if not self.min <= self.q1 <= self.median <= self.q3 <= self.max:
+            raise ValueError("needs min <= q1 <= median <= q3 <= max")
+        return self
+
+
+class BundleMeta(BaseModel):
+    """The schema of ``bundle.json`` (format 2); see docs/model_bundles.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[2]
+    arm: str
+    feature_names: list[str] = Field(min_length=1)
+    threshold: Probability
+    threshold_method: str
+    model_file: Literal["model.skops"]
+    model_sha256: str
+    serialization: Literal["skops"]
+    model_settings: dict[str, Any] | None
+    feature_settings: dict[str, Any]
+    feature_metadata: dict[str, Any]
+    seed: Annotated[int, Field(strict=True)] | None
+    n_train: Count
+    n_train_high_grade: Count
+    training_checksum: str
+    training_distribution: dict[str, FeatureStats]
+    package_versions: dict[str, str]
+    created: str
+    extra: dict[str, Any]
+
+    @field_validator("arm")
+    @classmethod
+    def _known_arm(cls, value: str) -> str:
+        if not ARM_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value[:60]!r} is not an arm name: use clinical, radiomics, combined, stacked or deep:<roi> "
+                "(letters, digits and '_' only)"
+            )
+        return value
+
+    @field_validator("feature_names")
+    @classmethod
+    def _clean_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or len(name) > 300 or any(not ch.isprintable() for ch in name):
+                raise ValueError(
+                    f"feature name {name[:60]!r} is empty, over 300 characters or holds control characters"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("feature names repeat")
+        return value
+
+    @field_validator("model_sha256", "training_checksum")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _SHA256.fullmatch(value):
+            raise ValueError("must be a SHA-256 in 64 lower-case hexadecimal digits")
+        return value
+
+    @field_validator("n_train_high_grade")
+    @classmethod
+    def _at_most_n_train(cls, value: int, info: ValidationInfo) -> int:
+        if value > info.data.get("n_train", value):
+            raise ValueError("exceeds n_train")
+        return value
+
+    @field_validator("training_distribution")
+    @classmethod
+    def _known_features(cls, value: dict[str, FeatureStats], info: ValidationInfo) -> dict[str, FeatureStats]:
+        unknown = sorted(set(value) - set(info.data.get("feature_names") or []))
+        if unknown:
+            raise ValueError(f"names features the model does not read: {unknown[:3]}")
+        return value
+
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "collections.OrderedDict",
@@ -107,6 +236,14 @@ class ModelBundle:
         """Stage name → metadata stored with that stage's training FeatureTable (may be empty)."""
         return dict(self.meta.get("feature_metadata") or {})
 
+    @property
+    def training_distribution(self) -> dict[str, FeatureStats]:
+        """Feature → its training distribution (numeric features with at least one training value)."""
+        return {
+            name: FeatureStats.model_validate(stats)
+            for name, stats in dict(self.meta.get("training_distribution") or {}).items()
+        }
+
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a bundle's numbers depend on (``<name>-cpu`` builds count as ``name``)."""
@@ -131,6 +268,40 @@ def training_checksum(X: pd.DataFrame, y: pd.Series | None = None) -> str:
     if y is not None:
         h.update(np.asarray(y).astype(np.int64).tobytes())
     return h.hexdigest()
+
+
+def feature_distribution(X: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float | int]]:
+    """Per-feature robust statistics of the training patients (see :class:`FeatureStats`).
+
+    Args:
+        X: Training FeatureTable (training patients only: nothing from a test patient may enter a bundle).
+        columns: Features to describe; non-numeric (categorical) columns and columns without a finite training
+            value are left out.
+
+    Returns:
+        Feature → ``{"n", "median", "mad", "q1", "q3", "min", "max"}`` (JSON-able floats).
+    """
+    out: dict[str, dict[str, float | int]] = {}
+    for name in columns:
+        col = X[name]
+        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+            continue
+        values = col.to_numpy(dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        median = float(np.median(values))
+        q1, q3 = (float(v) for v in np.percentile(values, [25.0, 75.0]))
+        out[name] = {
+            "n": int(values.size),
+            "median": median,
+            "mad": float(np.median(np.abs(values - median))),
+            "q1": min(max(q1, float(values.min())), median),
+            "q3": max(min(q3, float(values.max())), median),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+    return out
 
 
 def required_features(model: Any) -> list[str]:
@@ -213,7 +384,11 @@ def save_bundle(
         extra: Anything else to record (JSON-able).
 
     Returns:
-        The bundle folder.
+        The bundle folder (``model.skops``, ``bundle.json`` with the training distribution of every numeric
+        feature, ``checksums.json``).
+
+    Raises:
+        ModelError: the arm name or threshold would make an invalid bundle (e.g. a NaN threshold).
     """
     import skops.io as sio
 
@@ -224,10 +399,11 @@ def save_bundle(
     sio.dump(model, tmp)
     tmp.replace(model_path)
     y_arr = np.asarray(y_train).astype(np.int64)
+    names = required_features(model)
     meta = {
         "format": BUNDLE_FORMAT,
         "arm": arm,
-        "feature_names": required_features(model),
+        "feature_names": names,
         "threshold": float(threshold),
         "threshold_method": "youden on out-of-fold training probabilities",
         "model_file": MODEL_FILE,
@@ -240,11 +416,19 @@ def save_bundle(
         "n_train": int(y_arr.size),
         "n_train_high_grade": int(y_arr.sum()),
         "training_checksum": training_checksum(X_train, y_train),
+        "training_distribution": feature_distribution(X_train, names),
         "package_versions": package_versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "extra": _jsonable(extra or {}),
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    try:
+        BundleMeta.model_validate(json.loads(json.dumps(meta, default=str)))
+    except ValidationError as exc:
+        raise ModelError(f"refusing to export an invalid bundle: {_one_line(exc)}", path=folder) from None
+    meta_path = folder / META_FILE
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str, allow_nan=False))
+    sums = {META_FILE: file_checksum(meta_path), MODEL_FILE: meta["model_sha256"]}
+    (folder / CHECKSUM_FILE).write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     return folder
 
 
@@ -277,34 +461,99 @@ def bundle_from_arms(
     )
 
 
-def load_bundle(path: str | Path) -> ModelBundle:
-    """Read a bundle, refusing tampered files and unexpected types.
+def _one_line(exc: ValidationError) -> str:
+    """Pydantic errors as one line: ``field 'threshold': Input should be … (got 'abc')``."""
+    parts = []
+    for err in exc.errors()[:4]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {str(got)[:40]!r})"
+        parts.append(f"field '{loc}': {err.get('msg', 'invalid')}{shown}")
+    more = f"; and {exc.error_count() - 4} more" if exc.error_count() > 4 else ""
+    return "; ".join(parts) + more
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0][:120]
+        raise ModelError(f"{what} is not valid JSON ({detail}); re-export the bundle", path=path) from None
+
+
+_REEXPORT = "re-export the bundle from its run with this rccgrade version"
+
+
+def read_bundle_meta(folder: str | Path) -> BundleMeta:
+    """Verify ``checksums.json`` against ``bundle.json`` and parse ``bundle.json`` (the model is not read).
 
     Raises:
-        ModelError: missing files, a model file whose SHA-256 differs from ``bundle.json``, or a model
+        ModelError: a missing file, a ``bundle.json`` whose SHA-256 differs from ``checksums.json``, an older
+            bundle format, or any malformed field (one line naming the file and the field).
+    """
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ModelError(f"not a model bundle: {META_FILE} is missing; pass the bundle folder", path=folder)
+    raw = _read_json(meta_path, META_FILE)
+    if not isinstance(raw, dict):
+        raise ModelError(
+            f"{META_FILE} holds a JSON {type(raw).__name__}, not an object with the bundle's fields; {_REEXPORT}",
+            path=meta_path,
+        )
+    if raw.get("format") != BUNDLE_FORMAT:
+        raise ModelError(
+            f"field 'format': bundle format {str(raw.get('format'))[:20]!r} is not the supported format "
+            f"{BUNDLE_FORMAT} (format 1 bundles carry no training distribution and no {META_FILE} checksum); "
+            f"{_REEXPORT}",
+            path=meta_path,
+        )
+    sums_path = folder / CHECKSUM_FILE
+    if not sums_path.is_file():
+        raise ModelError(f"{CHECKSUM_FILE} is missing, so {META_FILE} cannot be verified; {_REEXPORT}", path=sums_path)
+    sums = _read_json(sums_path, CHECKSUM_FILE)
+    if not isinstance(sums, dict) or not all(
+        isinstance(sums.get(k), str) and _SHA256.fullmatch(sums[k]) for k in (META_FILE, MODEL_FILE)
+    ):
+        raise ModelError(
+            f"field '{META_FILE}'/'{MODEL_FILE}': {CHECKSUM_FILE} must map both files to a SHA-256; {_REEXPORT}",
+            path=sums_path,
+        )
+    if file_checksum(meta_path) != sums[META_FILE]:
+        raise ModelError(
+            f"the SHA-256 of {META_FILE} does not match the one in {CHECKSUM_FILE}: the file was edited or damaged "
+            f"after export; refusing to use it ({_REEXPORT})",
+            path=meta_path,
+        )
+    try:
+        meta = BundleMeta.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelError(f"{META_FILE} is malformed: {_one_line(exc)}; {_REEXPORT}", path=meta_path) from None
+    if meta.model_sha256 != sums[MODEL_FILE]:
+        raise ModelError(
+            f"field 'model_sha256' differs from the model checksum in {CHECKSUM_FILE}; {_REEXPORT}", path=meta_path
+        )
+    return meta
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Read a bundle, refusing tampered or malformed files and unexpected types.
+
+    Raises:
+        ModelError: missing files; a ``bundle.json`` whose SHA-256 differs from ``checksums.json`` or that is
+            malformed (:func:`read_bundle_meta`); a model file whose SHA-256 differs from ``bundle.json``; a model
             needing types outside skops' defaults and :data:`TRUSTED_TYPES`.
     """
     import skops.io as sio
 
     folder = Path(path)
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
-        raise ModelError(f"not a model bundle: {META_FILE} is missing; pass the bundle folder", path=folder)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"bundle.json is not valid JSON ({exc})", path=meta_path) from None
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("serialization") != "skops":
-        raise ModelError(
-            f"unsupported bundle format {meta.get('format')!r}/{meta.get('serialization')!r}; re-create it with "
-            "this rccgrade version",
-            path=meta_path,
-        )
-    model_path = folder / str(meta.get("model_file", MODEL_FILE))
-    if model_path.parent.resolve() != folder.resolve() or not model_path.is_file():
+    parsed = read_bundle_meta(folder)
+    meta = parsed.model_dump(mode="json")
+    model_path = folder / parsed.model_file
+    if not model_path.is_file():
         raise ModelError("the bundle's model file is missing", path=model_path)
     digest = file_checksum(model_path)
-    if digest != meta.get("model_sha256"):
+    if digest != parsed.model_sha256:
         raise ModelError(
             "the model file's SHA-256 does not match the one recorded in bundle.json: the file was modified or "
             "replaced after training; refusing to load it (re-export the bundle from the run)",
@@ -321,8 +570,17 @@ def load_bundle(path: str | Path) -> ModelBundle:
             f"the model file asks for types outside the trusted list: {unknown}; refusing to load it",
             path=model_path,
         )
-    model = sio.loads(data, trusted=list(untrusted))
-    saved = meta.get("package_versions", {})
+    try:
+        model = sio.loads(data, trusted=list(untrusted))
+    except Exception as exc:  # noqa: BLE001 - a file that passed the checks but does not rebuild
+        raise ModelError(
+            f"the model file cannot be rebuilt ({type(exc).__name__}: {exc}); {_REEXPORT}", path=model_path
+        ) from None
+    if not callable(getattr(model, "predict_proba", None)):
+        raise ModelError(
+            f"the model file holds a {type(model).__name__}, not a classifier; {_REEXPORT}", path=model_path
+        )
+    saved = parsed.package_versions
     now = package_versions()
     differ = {k: (saved[k], now.get(k)) for k in saved if k != "python" and saved[k] != now.get(k)}
     if differ:

@@ -7,30 +7,23 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from rccgrade.cli_progress import local_parallel
 from rccgrade.errors import ModelError
-from rccgrade.features.table import join_tables, load_table
-from rccgrade.models.bundle import ModelBundle, load_bundle
-from rccgrade.models.predict import bundle_cohort, compute_features_for_bundle, predict_bundle
+from rccgrade.features.table import load_table
+from rccgrade.models.bundle import load_bundle
+from rccgrade.models.predict import (
+    OOD_RANGE_FACTOR,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_OOD,
+    predict_manifest,
+    predict_table,
+)
 
-
-def _with_clinical(features: pd.DataFrame, manifest: Path, bundle: ModelBundle) -> pd.DataFrame:
-    """Restrict to the manifest's patients and add its clinical columns when the model needs them."""
-    from rccgrade.models.arms import clinical_table
-
-    needed = bundle.feature_names
-    cohort = bundle_cohort(bundle, manifest)
-    ids = [p for p in cohort.patient_ids if p in features.index]
-    absent = [p for p in cohort.patient_ids if p not in features.index]
-    if absent:
-        raise ModelError(f"{len(absent)} manifest patient(s) are not in the feature table: {absent[:5]}", path=manifest)
-    features = features.loc[ids]
-    need_clin = [c for c in needed if c.startswith("clin:") and c not in features.columns]
-    if need_clin:
-        clin = clinical_table(cohort).loc[ids]
-        features = join_tables(features, clin[[c for c in clin.columns if c not in features.columns]])
-    return features
+_STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}
 
 
 def predict_command(
@@ -45,32 +38,80 @@ def predict_command(
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Folder for intermediate files when features are computed [default: next to --out]."
     ),
+    allow_failures: bool = typer.Option(
+        False,
+        "--allow-failures",
+        help="Exit 0 even when some patients failed or are out of distribution (batch use); they stay in the CSV.",
+    ),
+    ood_factor: float = typer.Option(
+        OOD_RANGE_FACTOR,
+        "--ood-factor",
+        min=0.0,
+        help="A feature beyond [min − k·range, max + k·range] of the training values is out of distribution.",
+    ),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
 ) -> None:
     """Predict P(ISUP 3–4) and the class at the model's training threshold for each patient.
 
-    Refuses features that are missing or were made with settings other than the model's, saying what
-    differs.
+    Every patient of MANIFEST (or of the feature table) gets a row in the CSV with a status: ok, failed (with
+    the reason: a missing or corrupt file, a bad clinical value, a failed stage …) or out_of_distribution.
+    Failed and out-of-distribution rows have no probability. Exits with code 1 when any patient is not ok
+    (unless --allow-failures), 2 when the bundle or the inputs as a whole are unusable.
     """
     console = Console()
     loaded = load_bundle(bundle)
     if features is not None:
         table, settings = load_table(features)
         if manifest is not None:
-            table = _with_clinical(table, manifest, loaded)
+            preds = predict_manifest(
+                loaded,
+                manifest,
+                work_dir or out.parent / "predict_work",
+                features=table,
+                feature_settings=settings,
+                ood_factor=ood_factor,
+            )
+        else:
+            preds = predict_table(loaded, table, settings, ood_factor=ood_factor)
     elif manifest is not None:
-        table, settings = compute_features_for_bundle(loaded, manifest, work_dir or out.parent / "predict_work")
+        preds = predict_manifest(
+            loaded,
+            manifest,
+            work_dir or out.parent / "predict_work",
+            parallel=local_parallel(workers),
+            ood_factor=ood_factor,
+        )
     else:
         raise ModelError("give a MANIFEST of new patients or a feature table with --features")
-    preds = predict_bundle(loaded, table, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out)
-    view = Table(title=f"{loaded.arm} model — threshold {loaded.threshold:.3f}")
+
+    view = Table(title=escape(f"{loaded.arm} model — threshold {loaded.threshold:.3f}"))
     view.add_column("patient")
+    view.add_column("status")
     view.add_column("P(high grade)", justify="right")
     view.add_column("class")
-    for pid, row in preds.head(20).iterrows():
-        view.add_row(str(pid), f"{row['probability']:.3f}", str(row["predicted_grade"]))
+    view.add_column("reason", overflow="fold")
+    shown = preds.head(20)
+    for pid, row in shown.iterrows():
+        status = str(row["status"])
+        view.add_row(
+            escape(str(pid)),
+            f"[{_STYLE.get(status, 'red')}]{escape(status)}[/]",
+            "" if pd.isna(row["probability"]) else f"{row['probability']:.3f}",
+            escape(str(row["predicted_grade"] or "")),
+            escape(str(row["reason"] or "")),
+        )
     console.print(view)
     if len(preds) > 20:
-        console.print(f"… {len(preds) - 20} more")
-    console.print(f"wrote {len(preds)} prediction(s) to {out}")
+        console.print(f"… {len(preds) - 20} more", highlight=False)
+    counts = preds["status"].value_counts()
+    n_bad = int(counts.get(STATUS_FAILED, 0) + counts.get(STATUS_OOD, 0))
+    summary = (
+        f"{len(preds)} patient(s): {int(counts.get(STATUS_OK, 0))} ok, {int(counts.get(STATUS_FAILED, 0))} failed, "
+        f"{int(counts.get(STATUS_OOD, 0))} out of distribution; wrote {out}"
+    )
+    console.print(escape(summary), highlight=False, style="bold red" if n_bad else "green")
+    if n_bad and not allow_failures:
+        console.print("some patients have no prediction (see the reason column); --allow-failures exits 0")
+        raise typer.Exit(code=1)

@@ -1,28 +1,70 @@
-"""Apply a model bundle to new patients, refusing features that were not made like the training ones.
+"""Apply a model bundle to new patients: every patient accounted for, garbage never a confident number.
 
-Two checks run before any prediction:
+Two checks refuse a whole feature table (a :class:`~rccgrade.errors.ModelError`):
 
 * **features** — every column the model was trained on must be in the table (extra columns are ignored);
   otherwise the error lists the missing ones and what the table has instead;
 * **settings** — when the features come with the settings that produced them (FeatureTable metadata),
   every setting recorded in the bundle that is also present there must be equal; the error lists each
   differing key with both values.
+
+Then every patient gets one row (:func:`predict_manifest`, :func:`predict_table`) with a ``status``:
+
+* ``failed`` — no probability: a manifest error (missing file, bad mask label …), an integrity error of the
+  images (:func:`rccgrade.cohort.integrity.check_case_images`: truncated file, NaN voxels, one slice, not HU …),
+  an implausible clinical value (:func:`rccgrade.cohort.integrity.check_case_clinical`), a failed stage
+  (preprocessing, radiomics, deep features), a missing or non-finite feature;
+* ``out_of_distribution`` — no probability: a feature lies far outside the training distribution stored in the
+  bundle (:func:`out_of_distribution`); the reason names the features, their values and the training range;
+* ``ok`` — the probability and the class at the bundle's threshold.
+
+The probability of an out-of-distribution patient is left empty on purpose: a model extrapolating far outside its
+training data has no calibrated probability to give, and a number in the column would be read as one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rccgrade.cohort.types import Cohort
-from rccgrade.errors import ModelError
+from rccgrade.cohort.integrity import CheckOptions, check_case_clinical, check_case_images, clinical_value_problem
+from rccgrade.cohort.settings import CohortSettings
+from rccgrade.cohort.types import Case, Cohort, Problem
+from rccgrade.errors import CohortError, ModelError
 from rccgrade.features.table import validate_table
-from rccgrade.models.bundle import ModelBundle
+from rccgrade.models.bundle import FeatureStats, ModelBundle
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_OOD = "out_of_distribution"
+STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_FAILED, STATUS_OOD)
+
+PREDICTION_COLUMNS: list[str] = [
+    "row",
+    "status",
+    "reason",
+    "probability",
+    "predicted_class",
+    "predicted_grade",
+    "threshold",
+    "arm",
+]
+"""Columns of :func:`predict_manifest`'s table (index ``patient_id``); ``row`` is the manifest line (header = 1)."""
+
+OOD_RANGE_FACTOR = 1.0
+"""A feature value is out of distribution when it lies outside ``[min − k·span, max + k·span]`` of the training
+values, with ``k`` this factor and ``span = max − min`` (for a constant training feature, ``max(|median|, 1)``)."""
+
+_LABEL_ONLY_CODES = frozenset({"grade_missing", "grade_out_of_range", "label_conflict", "split_invalid"})
+"""Manifest problems that only concern the label: irrelevant when predicting."""
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +176,53 @@ def predict_bundle(
     )
 
 
+def _manifest_phases(manifest: str | Path) -> list[str]:
+    """Phases with at least one non-empty path in the manifest, in canonical order."""
+    from rccgrade.cohort.types import PHASES
+
+    path = Path(manifest)
+    try:
+        head = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CohortError("manifest not found; check the path", path=path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CohortError(
+            f"cannot parse the manifest as CSV ({str(exc).splitlines()[0][:120]}); save it as comma-separated UTF-8 "
+            "text with a header row",
+            path=path,
+        ) from None
+    cols = {str(c).strip().lower(): c for c in head.columns}
+    return [p for p in PHASES if p in cols and (head[cols[p]].str.strip() != "").any()]
+
+
+def bundle_cohort_settings(bundle: ModelBundle) -> CohortSettings:
+    """The cohort settings the bundle's training cohort was read with (labels not required).
+
+    Clinical columns the model reads get the type the model was trained with (numeric when the bundle holds
+    their training distribution), unless the recorded settings declare one.
+    """
+    fs = bundle.feature_settings
+    cfg = {k: v for k, v in dict(fs.get("cohort") or {}).items() if k not in ("manifest", "clinical_csv")}
+    cfg["require_labels"] = False
+    if isinstance(fs.get("clinical_types"), Mapping) and "clinical_types" not in cfg:
+        cfg["clinical_types"] = dict(fs["clinical_types"])
+    # the model fixes each clinical column's type: a column it read as numbers (it has a training distribution)
+    # stays numeric however the new manifest looks ("inf" or typos in a small cohort must not turn it into text)
+    types = dict(cfg.get("clinical_types") or {})
+    numeric = set(bundle.meta.get("training_distribution") or {})
+    for name in bundle.feature_names:
+        if name.startswith("clin:") and name[len("clin:") :] not in types:
+            types[name[len("clin:") :]] = "numeric" if name in numeric else "categorical"
+    if types:
+        cfg["clinical_types"] = types
+    try:
+        return CohortSettings.model_validate(cfg)
+    except ValueError as exc:
+        raise ModelError(
+            f"the bundle's cohort settings are invalid ({exc}); re-export the bundle", path=bundle.path
+        ) from None
+
+
 def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
     """Read new patients' manifest the way the training cohort was read (mask phase, clinical types).
 
@@ -141,20 +230,13 @@ def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
     ``feature_settings["clinical_types"]`` when recorded.
     """
     from rccgrade.cohort.manifest import load_cohort
-    from rccgrade.cohort.settings import CohortSettings
 
-    fs = bundle.feature_settings
-    cfg = {k: v for k, v in dict(fs.get("cohort") or {}).items() if k not in ("manifest", "clinical_csv")}
-    cfg["require_labels"] = False
-    if isinstance(fs.get("clinical_types"), Mapping) and "clinical_types" not in cfg:
-        cfg["clinical_types"] = dict(fs["clinical_types"])
-    trained_phases = cfg.get("phases")
+    settings = bundle_cohort_settings(bundle)
+    trained_phases = dict(bundle.feature_settings.get("cohort") or {}).get("phases")
     if trained_phases:
         # new patients may lack a phase (e.g. no excretory scan): read the phases present; preprocessing fills
         # the missing channels with its documented strategy, and a stage that needs a missing phase says so
-        from rccgrade.external import manifest_phases
-
-        present = manifest_phases(manifest)
+        present = _manifest_phases(manifest)
         kept = [p for p in trained_phases if p in present]
         if kept and kept != list(trained_phases):
             log.warning(
@@ -163,41 +245,105 @@ def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
                 [p for p in trained_phases if p not in present],
                 kept,
             )
-            cfg["phases"] = kept
-    return load_cohort(manifest, settings=CohortSettings.model_validate(cfg))
+            settings = settings.model_copy(update={"phases": kept})
+    return load_cohort(manifest, settings=settings)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-patient accounting
+# --------------------------------------------------------------------------------------------------
+
+
+def _describe(problems: Sequence[Problem], limit: int = 3) -> str:
+    """Problems of one patient as one reason: ``code: message (file) | …``."""
+    parts = [f"{p.code}: {p.message}" + (f" ({p.file})" if p.file else "") for p in problems[:limit]]
+    if len(problems) > limit:
+        parts.append(f"and {len(problems) - limit} more problem(s)")
+    return " | ".join(parts)
+
+
+_CLINICAL_COLUMN = re.compile(r"clinical column '([^']*)'")
+
+
+def _blocks_prediction(problem: Problem, clinical_used: set[str]) -> bool:
+    """Whether a manifest problem stops a prediction (label problems and unused clinical columns do not)."""
+    if problem.severity != "error" or problem.code in _LABEL_ONLY_CODES:
+        return False
+    if problem.code == "clinical_wrong_type":
+        found = _CLINICAL_COLUMN.search(problem.message)
+        return found is None or found.group(1) in clinical_used
+    return True
+
+
+def _image_item(item: tuple[Case, CheckOptions]) -> list[Problem]:
+    return check_case_images(item[0], item[1])
+
+
+@dataclass
+class BundleFeatures:
+    """What :func:`compute_features_for_bundle` produced.
+
+    Attributes:
+        features: FeatureTable of the patients whose features are complete (may be empty).
+        settings: The settings the features were made with (the bundle's own).
+        failures: Patient id → why that patient has no features (manifest, integrity, clinical or stage error),
+            in manifest order.
+        cohort: The cohort read from the manifest (every patient, failed ones included).
+    """
+
+    features: pd.DataFrame
+    settings: dict[str, Any]
+    failures: dict[str, str] = field(default_factory=dict)
+    cohort: Cohort | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as ``(features, settings)``, the return value of earlier versions."""
+        return iter((self.features, self.settings))
+
+
+def _fail(failures: dict[str, str], pid: str, reason: str) -> None:
+    if pid in failures:
+        failures[pid] = f"{failures[pid]} | {reason}"
+    else:
+        failures[pid] = reason
 
 
 def compute_features_for_bundle(
     bundle: ModelBundle,
-    manifest: str | Path,
+    manifest: str | Path | Cohort,
     work_dir: str | Path,
     parallel: Any = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> BundleFeatures:
     """Compute the features a bundle needs for the patients of a manifest, with the bundle's settings.
 
     The bundle's ``feature_settings`` must hold the stage settings that produced the training features
     (``cohort``, ``preprocess``, ``radiomics``, ``deep``: each a ``model_dump`` of the stage's settings, as
-    written by :func:`rccgrade.models.bundle.study_feature_settings`). Only the stages the model needs run:
-    preprocessing (registration, ROIs, slices) when it uses radiomics or deep features, PyRadiomics for
-    ``rad:`` columns, the frozen CNN for ``deep:<roi>:`` columns, and the manifest's clinical columns for
-    ``clin:``. Patients whose imaging failed are left out (logged); predicting for none is an error.
+    written by :func:`rccgrade.models.bundle.study_feature_settings`). Before any feature is computed, every
+    patient goes through the manifest's own checks, the clinical-value rules and — when the model reads imaging
+    features — the image integrity rules (the same code as ``rccgrade validate``); a patient with an error is
+    recorded in ``failures`` and computes nothing. Then only the stages the model needs run: preprocessing
+    (registration, ROIs, slices) when it uses radiomics or deep features, PyRadiomics for ``rad:`` columns, the
+    frozen CNN for ``deep:<roi>:`` columns, and the manifest's clinical columns for ``clin:``. A patient whose
+    stage fails, or whose imaging features are incomplete, is recorded in ``failures`` too.
 
     Args:
         bundle: The loaded bundle.
-        manifest: Manifest CSV of the new patients (no grade needed).
+        manifest: Manifest CSV of the new patients (no grade needed), or a cohort already read with
+            :func:`bundle_cohort`.
         work_dir: Folder for the stages' outputs (``preprocess/``, ``radiomics/``, ``deep/``).
-        parallel: :class:`~rccgrade.parallel.ParallelSettings` of the imaging stages (default: local processes).
+        parallel: :class:`~rccgrade.parallel.ParallelSettings` of the per-case work (default: local processes).
 
     Returns:
-        ``(features, settings)``: a FeatureTable of the patients with complete features, and the settings
-        used (the bundle's own, so :func:`predict_bundle`'s settings check passes by construction).
+        A :class:`BundleFeatures`: the features of the patients that have them, and why the others have none.
 
     Raises:
-        ModelError: the bundle lacks the settings of a stage it needs, was trained on fine-tuned deep features
-            (the fine-tuned network is not part of the bundle), or no patient could be processed.
+        ModelError: the bundle lacks the settings of a stage it needs, or was trained on fine-tuned deep features
+            (the fine-tuned network is not part of the bundle).
+        CohortError: the manifest itself is unreadable (no such file, no patient_id column …).
     """
     from rccgrade.features.table import join_tables
     from rccgrade.models.arms import clinical_table
+    from rccgrade.parallel import run_cases
 
     fs = bundle.feature_settings
     needed = bundle.feature_names
@@ -211,21 +357,68 @@ def compute_features_for_bundle(
                 "them for new patients. Pass a feature table made with the training settings (--features).",
                 path=bundle.path,
             )
+    if rois:
+        from rccgrade.deep.settings import DeepSettings
+
+        deep_settings = DeepSettings.model_validate(fs["deep"])
+        if deep_settings.mode != "frozen":
+            raise ModelError(
+                f"the model was trained on {deep_settings.mode!r} deep features; the fine-tuned network is not "
+                "part of the bundle, so pass a feature table made by that network (--features)",
+                path=bundle.path,
+            )
     work = Path(work_dir)
-    cohort = bundle_cohort(bundle, manifest)
-    tables: list[pd.DataFrame] = []
+    cohort = manifest if isinstance(manifest, Cohort) else bundle_cohort(bundle, manifest)
+    everyone = cohort
+    settings = bundle_cohort_settings(bundle)
+    failures: dict[str, str] = {}
+
+    # 1. the manifest's own problems, and implausible clinical values of the columns the model reads
+    clinical_used = {c[len("clin:") :] for c in needed if c.startswith("clin:")}
+    for pid in dict.fromkeys(p.patient_id for p in cohort.issues if _blocks_prediction(p, clinical_used)):
+        _fail(
+            failures,
+            pid,
+            _describe([p for p in cohort.issues if p.patient_id == pid and _blocks_prediction(p, clinical_used)]),
+        )
+    for case in cohort.cases:
+        found = check_case_clinical(case, cohort.clinical_types, settings, columns=clinical_used)
+        if found:
+            _fail(failures, case.patient_id, _describe(found))
+
+    # 2. image integrity (validate's rules) before any imaging work
     if need_rad or rois:
+        options = CheckOptions.from_settings(settings)
+        todo = [c for c in cohort.cases if c.patient_id not in failures]
+        outcomes = run_cases(
+            _image_item, [(c, options) for c in todo], keys=[c.patient_id for c in todo], settings=parallel
+        )
+        for case, outcome in zip(todo, outcomes, strict=True):
+            if not outcome.ok or outcome.value is None:
+                _fail(failures, case.patient_id, f"check_failed: the image checks crashed ({outcome.error})")
+                continue
+            errors = [p for p in outcome.value if p.severity == "error"]
+            if errors:
+                _fail(failures, case.patient_id, _describe(errors))
+    ok_ids = list(dict.fromkeys(p for p in cohort.patient_ids if p not in failures))
+    cohort = cohort.subset(ok_ids)
+
+    tables: list[pd.DataFrame] = []
+    if (need_rad or rois) and ok_ids:
         from rccgrade.preprocess.pipeline import REGISTERED_DIR, run_preprocess
         from rccgrade.preprocess.settings import PreprocessSettings
 
         pre = run_preprocess(
             cohort, work / "preprocess", PreprocessSettings.model_validate(fs["preprocess"]), parallel=parallel
         )
+        for row in pre.failures.to_dict("records"):
+            _fail(failures, str(row["patient_id"]), f"preprocessing failed: {row['error']}")
         for pid in pre.failed_ids:
-            log.warning("patient %s: preprocessing failed; no prediction", pid)
+            if pid not in failures:
+                _fail(failures, pid, "preprocessing failed (see preprocess/failures.csv)")
         ok = set(pre.ok_ids)
         cohort = cohort.subset([p for p in cohort.patient_ids if p in ok])
-        if need_rad:
+        if need_rad and cohort.cases:
             from rccgrade.radiomics.extract import extract_radiomics
             from rccgrade.radiomics.settings import RadiomicsSettings
 
@@ -237,35 +430,253 @@ def compute_features_for_bundle(
                 registered_dir=work / "preprocess" / REGISTERED_DIR,
             )
             for row in rad.failures.to_dict("records"):
-                log.warning("patient %s: radiomics failed (%s); no prediction", row["patient_id"], row["error"])
+                _fail(failures, str(row["patient_id"]), f"radiomics failed: {row['error']}")
             tables.append(rad.features)
-        if rois:
+        if rois and cohort.cases:
             from rccgrade.deep.features import extract_deep_features
             from rccgrade.deep.settings import DeepSettings
             from rccgrade.preprocess.slices import load_slices
 
-            deep_settings = DeepSettings.model_validate(fs["deep"])
-            if deep_settings.mode != "frozen":
-                raise ModelError(
-                    f"the model was trained on {deep_settings.mode!r} deep features; the fine-tuned network is not "
-                    "part of the bundle, so pass a feature table made by that network (--features)",
-                    path=bundle.path,
-                )
-            deep_settings = deep_settings.model_copy(update={"rois": rois})
-            images = {roi: load_slices(work / "preprocess", roi) for roi in rois}
+            deep_settings = DeepSettings.model_validate(fs["deep"]).model_copy(update={"rois": rois})
+            wanted = set(cohort.patient_ids)  # slices left in a reused work folder by earlier runs are not ours
+            images = {
+                roi: {p: a for p, a in load_slices(work / "preprocess", roi).items() if p in wanted} for roi in rois
+            }
             deep = extract_deep_features(images, deep_settings, seed=int(bundle.meta.get("seed") or 0))
             for row in deep.failures:
-                log.warning("patient %s: deep features failed for %s (%s)", row["patient_id"], row["roi"], row["error"])
+                _fail(failures, str(row["patient_id"]), f"deep features failed for {row['roi']}: {row['error']}")
             tables.append(deep.table)
-    if need_clin:
+    if need_clin and cohort.cases:
         tables.append(clinical_table(cohort))
-    table = join_tables(*tables).reindex([p for p in cohort.patient_ids])
-    imaging = [c for c in needed if not c.startswith("clin:")]
-    complete = table[imaging].notna().all(axis=1) if imaging else pd.Series(True, index=table.index)
-    for pid in table.index[~complete]:
-        log.warning("patient %s: incomplete imaging features; no prediction", pid)
-    table = table.loc[complete]
-    if table.empty:
-        raise ModelError("no patient of the manifest has complete features; see the warnings above", path=manifest)
+    ids = [p for p in cohort.patient_ids if p not in failures]
+    if tables:
+        table = join_tables(*tables).reindex(ids)
+    else:
+        table = pd.DataFrame(index=pd.Index(ids, dtype=object))
+    imaging = [c for c in needed if not c.startswith("clin:") and c in table.columns]
+    if imaging:
+        incomplete = table[imaging].isna()
+        for pid in table.index[incomplete.any(axis=1)]:
+            lacking = [c for c in imaging if bool(incomplete.at[pid, c])]
+            _fail(failures, str(pid), f"incomplete imaging features: {len(lacking)} missing (e.g. {lacking[:3]})")
+        table = table.loc[~incomplete.any(axis=1)]
     table.index.name = "patient_id"
-    return table, dict(fs)
+    for pid in failures:
+        log.warning("patient %s: no prediction: %s", pid, failures[pid])
+    return BundleFeatures(features=table, settings=dict(fs), failures=failures, cohort=everyone)
+
+
+def out_of_distribution(
+    features: pd.DataFrame, distribution: Mapping[str, FeatureStats], factor: float = OOD_RANGE_FACTOR
+) -> pd.Series:
+    """Why each patient lies far outside the training distribution ("" when it does not).
+
+    Rule: a value ``x`` of feature ``f`` is out of distribution when ``x < min − k·span`` or ``x > max + k·span``,
+    with ``min``/``max`` over the training patients, ``span = max − min`` (``max(|median|, 1)`` for a feature
+    constant in training) and ``k = factor``. Missing values (imputed by the model) are not judged.
+
+    Args:
+        features: FeatureTable of the patients (index ``patient_id``).
+        distribution: The bundle's :attr:`~rccgrade.models.bundle.ModelBundle.training_distribution`.
+        factor: ``k`` (default :data:`OOD_RANGE_FACTOR`).
+
+    Returns:
+        A string Series indexed like ``features``: the features outside, with value and training range.
+    """
+    reasons = pd.Series("", index=features.index, dtype=object)
+    hits: dict[Any, list[str]] = {}
+    for name, stats in distribution.items():
+        if name not in features.columns or not pd.api.types.is_numeric_dtype(features[name]):
+            continue
+        span = stats.max - stats.min
+        if span <= 0:
+            span = max(abs(stats.median), 1.0)
+        low, high = stats.min - factor * span, stats.max + factor * span
+        values = features[name].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            outside = (values < low) | (values > high)
+        for i in np.flatnonzero(outside):
+            hits.setdefault(features.index[i], []).append(
+                f"{name} = {values[i]:.4g} (training {stats.min:.4g}..{stats.max:.4g})"
+            )
+    for pid, items in hits.items():
+        shown = "; ".join(items[:5]) + (f"; and {len(items) - 5} more" if len(items) > 5 else "")
+        reasons[pid] = (
+            f"{len(items)} feature(s) far outside the training range (beyond {factor:g}× the range on either side): "
+            f"{shown}. No probability is given: the model would extrapolate"
+        )
+    return reasons
+
+
+def _feature_row_problems(bundle: ModelBundle, features: pd.DataFrame, settings: CohortSettings) -> dict[str, str]:
+    """Per-patient problems of a feature table: non-finite values, missing imaging values, implausible clinical."""
+    out: dict[str, str] = {}
+    needed = [c for c in bundle.feature_names if c in features.columns]
+    for name in needed:
+        col = features[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        values = col.to_numpy(dtype=np.float64)
+        for i in np.flatnonzero(np.isinf(values)):
+            _fail(out, str(features.index[i]), f"feature {name} is {values[i]:g}: not finite")
+        if not name.startswith("clin:"):
+            for i in np.flatnonzero(np.isnan(values)):
+                _fail(out, str(features.index[i]), f"imaging feature {name} is missing")
+        else:
+            for i in np.flatnonzero(np.isfinite(values)):
+                found = clinical_value_problem(name[len("clin:") :], float(values[i]), settings)
+                if found is not None:
+                    _fail(out, str(features.index[i]), f"{found[0]}: {found[1]}")
+    return out
+
+
+def predict_table(
+    bundle: ModelBundle,
+    features: pd.DataFrame,
+    feature_settings: Mapping[str, Any] | None = None,
+    *,
+    patients: Sequence[str] | None = None,
+    failures: Mapping[str, str] | None = None,
+    rows: Sequence[int | None] | None = None,
+    ood_factor: float = OOD_RANGE_FACTOR,
+) -> pd.DataFrame:
+    """One row per patient with status, reason and — for ``ok`` rows only — the probability and class.
+
+    Args:
+        bundle: The loaded bundle.
+        features: FeatureTable of the patients that have features.
+        feature_settings: Settings that made ``features`` (checked against the bundle's when given).
+        patients: Every patient to account for, in output order (default: ``features.index``). A patient absent
+            from ``features`` and from ``failures`` is ``failed`` ("no features").
+        failures: Patient → why it has no features (from :func:`compute_features_for_bundle`).
+        rows: Manifest line of each entry of ``patients`` (None: column left empty).
+        ood_factor: ``k`` of :func:`out_of_distribution`.
+
+    Returns:
+        DataFrame indexed by ``patient_id`` (one row per entry of ``patients``) with :data:`PREDICTION_COLUMNS`.
+
+    Raises:
+        ModelError: the table lacks columns the model needs or was made with other settings (whole table).
+    """
+    ids = [str(p) for p in (patients if patients is not None else features.index)]
+    failed: dict[str, str] = dict(failures or {})
+    features = features.copy()
+    features.index = features.index.astype(str)
+    if len(features):  # an empty table (every patient failed earlier) has nothing to check
+        validate_table(features)
+        check_features(bundle, features, feature_settings)
+    settings = bundle_cohort_settings(bundle)
+    candidates = [p for p in dict.fromkeys(ids) if p not in failed]
+    absent = [p for p in candidates if p not in features.index]
+    for pid in absent:
+        _fail(failed, pid, "no features for this patient in the feature table; compute them or remove the row")
+    present = features.loc[[p for p in candidates if p in features.index]]
+    if present.index.has_duplicates:
+        for pid in present.index[present.index.duplicated()].unique():
+            _fail(failed, str(pid), "the feature table holds this patient more than once")
+        present = present[~present.index.isin([p for p in failed])]
+    for pid, reason in _feature_row_problems(bundle, present, settings).items():
+        _fail(failed, pid, reason)
+    present = present.loc[[p for p in present.index if p not in failed]]
+    proba = pd.Series(dtype=np.float64)
+    ood = pd.Series(dtype=object)
+    if len(present):
+        preds = predict_bundle(bundle, present, feature_settings)
+        proba = preds["probability"]
+        for pid in proba.index[~np.isfinite(proba.to_numpy(dtype=np.float64))]:
+            _fail(failed, str(pid), "the model returned a non-finite probability")
+        ood = out_of_distribution(present, bundle.training_distribution, ood_factor)
+    records = []
+    for i, pid in enumerate(ids):
+        rec: dict[str, Any] = {
+            "patient_id": pid,
+            "row": None if rows is None else rows[i],
+            "status": STATUS_FAILED,
+            "reason": failed.get(pid, ""),
+            "probability": math.nan,
+            "predicted_class": pd.NA,
+            "predicted_grade": "",
+            "threshold": bundle.threshold,
+            "arm": bundle.arm,
+        }
+        if pid not in failed and pid in proba.index:
+            if ood.get(pid, ""):
+                rec["status"] = STATUS_OOD
+                rec["reason"] = ood[pid]
+            else:
+                p = float(proba[pid])
+                rec["status"] = STATUS_OK
+                rec["probability"] = p
+                rec["predicted_class"] = int(p >= bundle.threshold)
+                rec["predicted_grade"] = "high" if p >= bundle.threshold else "low"
+        elif not rec["reason"]:
+            rec["reason"] = "no prediction (unknown cause)"
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=["patient_id", *PREDICTION_COLUMNS])
+    frame["row"] = frame["row"].astype("Int64")
+    frame["predicted_class"] = frame["predicted_class"].astype("Int64")
+    frame["probability"] = frame["probability"].astype(np.float64)
+    return frame.set_index("patient_id")
+
+
+def predict_manifest(
+    bundle: ModelBundle,
+    manifest: str | Path,
+    work_dir: str | Path,
+    *,
+    features: pd.DataFrame | None = None,
+    feature_settings: Mapping[str, Any] | None = None,
+    parallel: Any = None,
+    ood_factor: float = OOD_RANGE_FACTOR,
+) -> pd.DataFrame:
+    """Predict every patient of a manifest; every manifest row gets a row (see :func:`predict_table`).
+
+    Args:
+        bundle: The loaded bundle.
+        manifest: Manifest CSV of the new patients (images, mask, clinical columns; no grade needed).
+        work_dir: Folder for intermediate files when features are computed.
+        features: A precomputed FeatureTable instead of computing features; the manifest then gives the patients
+            (those absent from the table fail) and the clinical columns the table lacks.
+        feature_settings: Settings that made ``features``.
+        parallel: :class:`~rccgrade.parallel.ParallelSettings` of the per-case work.
+        ood_factor: ``k`` of :func:`out_of_distribution`.
+
+    Returns:
+        DataFrame indexed by ``patient_id``, one row per manifest row in manifest order, :data:`PREDICTION_COLUMNS`.
+    """
+    if features is None:
+        made = compute_features_for_bundle(bundle, manifest, work_dir, parallel)
+        cohort = made.cohort
+        assert cohort is not None
+        table, settings, failures = made.features, made.settings, made.failures
+    else:
+        from rccgrade.features.table import join_tables
+        from rccgrade.models.arms import clinical_table
+
+        cohort = bundle_cohort(bundle, manifest)
+        cohort_settings = bundle_cohort_settings(bundle)
+        table, settings = features.copy(), feature_settings
+        table.index = table.index.astype(str)
+        failures = {}
+        clinical_used = {c[len("clin:") :] for c in bundle.feature_names if c.startswith("clin:")}
+        for problem in cohort.issues:
+            if _blocks_prediction(problem, clinical_used) and not problem.code.startswith(("phase_", "mask_")):
+                _fail(failures, problem.patient_id, _describe([problem]))
+        for case in cohort.cases:
+            found = check_case_clinical(case, cohort.clinical_types, cohort_settings, columns=clinical_used)
+            if found:
+                _fail(failures, case.patient_id, _describe(found))
+        need_clin = [c for c in bundle.feature_names if c.startswith("clin:") and c not in table.columns]
+        if need_clin:
+            ids = [p for p in dict.fromkeys(cohort.patient_ids) if p in table.index]
+            clin = clinical_table(cohort.subset(ids))
+            table = join_tables(table.loc[ids], clin[[c for c in clin.columns if c not in table.columns]])
+    return predict_table(
+        bundle,
+        table,
+        settings,
+        patients=cohort.patient_ids,
+        failures=failures,
+        rows=[c.row for c in cohort.cases],
+        ood_factor=ood_factor,
+    )

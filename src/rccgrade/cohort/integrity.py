@@ -1,0 +1,573 @@
+"""Integrity rules of one case — the same code path for ``validate``, ``predict``, ``evaluate`` and the study.
+
+:func:`check_case_images` runs every image rule on one case and :func:`check_case_clinical` every clinical-value
+rule; both return :class:`~rccgrade.cohort.types.Problem` objects and never raise. ``rccgrade validate`` runs them
+over a cohort and reports; ``rccgrade predict`` runs them before any feature is computed and turns each error into
+a ``failed`` row, so garbage in never becomes a confident probability out.
+
+Image rules (code — severity):
+    ``file_missing``, ``unreadable`` — error
+    ``truncated`` — error: a gzip stream that does not decompress to its end (CRC, length, end marker), a NIfTI
+    file holding fewer voxel bytes than its header announces (ITK would read the rest as zeros), or an image
+    whose last whole slices are exactly 0 (the mark of such zero filling in formats that cannot be checked)
+    ``not_3d`` — error: not three dimensions, or fewer than ``min_slices`` voxels along an axis (one slice)
+    ``not_scalar`` — error (RGB …)
+    ``multiple_series`` — warning (DICOM folder with several series and no series UID given)
+    ``mask_empty``, ``mask_not_binary`` — error
+    ``mask_geometry_mismatch`` — error (size/spacing/origin/direction differ from the mask phase)
+    ``phases_no_overlap`` — error (physical extents of two phases do not intersect)
+    ``nonfinite_voxels`` — error: an image with no finite voxel, any NaN/±inf voxel inside the tumour mask, or
+    more than ``max_nonfinite_fraction`` of the voxels (warning below it)
+    ``not_hu`` — error (intensities not plausibly Hounsfield units, on the finite voxels)
+    ``check_failed`` — error (a check itself crashed; the message carries the exception)
+
+Clinical rules (error): ``clinical_not_finite`` (±inf/NaN held as a number), ``clinical_out_of_range`` (outside
+the column's plausible range, or beyond ``clinical_max_abs`` in absolute value). Text that does not parse as a
+number (``inf`` included: the manifest reader keeps only finite numbers) is ``clinical_wrong_type``, reported by
+the manifest reader.
+
+Images are opened header-first (``ImageFileReader.ReadImageInformation``); files are checked for completeness
+(:func:`rccgrade.cohort.io.check_storage`), then pixels are read once for the mask and intensity rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from rccgrade.cohort.io import (
+    ImageGeometry,
+    _first_line,
+    check_storage,
+    choose_series,
+    dicom_series,
+    image_geometry,
+    read_dicom_series,
+    read_image_information,
+)
+from rccgrade.cohort.manifest import NO_PATH
+from rccgrade.cohort.settings import CohortSettings
+from rccgrade.cohort.types import Case, ClinicalKind, Problem
+from rccgrade.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What :func:`check_case` needs besides the case (picklable, for worker processes).
+
+    Attributes:
+        phases: Phases every case must have.
+        label: Tumour label for cases whose own ``label`` is None.
+        spacing_rtol: Relative spacing tolerance (mask vs its phase).
+        origin_atol_voxels: Origin tolerance in voxels of the phase image.
+        direction_atol: Tolerance on direction cosines.
+        min_slices: Fewest voxels along every axis (``not_3d`` below).
+        max_nonfinite_fraction: Largest fraction of NaN/±inf voxels outside the mask that is only a warning.
+    """
+
+    phases: tuple[str, ...] = ("arterial", "nephrographic", "excretory")
+    label: int | None = None
+    spacing_rtol: float = 1e-3
+    origin_atol_voxels: float = 0.01
+    direction_atol: float = 1e-3
+    min_slices: int = 3
+    max_nonfinite_fraction: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: CohortSettings, label: int | None = None) -> CheckOptions:
+        """The options of a cohort's settings (``label`` overrides ``settings.label``)."""
+        return cls(
+            phases=tuple(settings.phases),
+            label=label if label is not None else settings.label,
+            spacing_rtol=settings.spacing_rtol,
+            origin_atol_voxels=settings.origin_atol_voxels,
+            direction_atol=settings.direction_atol,
+            min_slices=settings.min_slices,
+            max_nonfinite_fraction=settings.max_nonfinite_fraction,
+        )
+
+
+class _Volume:
+    """An image opened header-first; pixels on demand."""
+
+    def __init__(self, path: Path, patient_id: str, series_uid: str | None) -> None:
+        self.path = path
+        self.patient_id = patient_id
+        self.series_uid = series_uid
+        self.n_series = 1
+        self.chosen_uid: str | None = None
+        self._image: sitk.Image | None = None
+        if path.is_dir():
+            try:
+                series = dicom_series(path)
+            except RuntimeError as exc:
+                raise ImageError(f"cannot list DICOM series: {_short(exc)}", patient_id=patient_id, path=path) from None
+            self.n_series = len(series)
+            self.chosen_uid, _ = choose_series(path, series_uid=series_uid, patient_id=patient_id, series=series)
+            self._image = read_dicom_series(path, patient_id=patient_id, series_uid=self.chosen_uid, series=series)
+            self.geometry = image_geometry(self._image)
+        else:
+            self.geometry = read_image_information(path, patient_id=patient_id)
+
+    @property
+    def image(self) -> sitk.Image:
+        if self._image is None:
+            try:
+                self._image = sitk.ReadImage(str(self.path))
+            except RuntimeError as exc:
+                raise ImageError(
+                    f"cannot read the pixels: {_first_line(exc)}", patient_id=self.patient_id, path=self.path
+                ) from None
+        return self._image
+
+
+def _short(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+class _Checker:
+    """Runs the image rules of one case, collecting problems and never raising."""
+
+    def __init__(self, case: Case, options: CheckOptions) -> None:
+        self.case = case
+        self.options = options
+        self.problems: list[Problem] = []
+
+    def add(self, code: str, message: str, file: Path | str = "", severity: str = "error") -> None:
+        self.problems.append(
+            Problem(self.case.patient_id, code, severity, message, str(file), self.case.row)  # type: ignore[arg-type]
+        )
+
+    def guarded(self, what: str, file: Path | str, fn: object, *args: object) -> object:
+        """Call ``fn(*args)``; an unexpected exception becomes a ``check_failed`` problem."""
+        try:
+            return fn(*args)  # type: ignore[operator]
+        except ImageError as exc:
+            self.add(
+                "unreadable",
+                f"{exc.message} (during the {what} check); re-export the file, it may be truncated or corrupt",
+                file,
+            )
+            return None
+        except Exception as exc:  # noqa: BLE001 - one broken check must not stop the others
+            self.add(
+                "check_failed",
+                f"the {what} check crashed ({type(exc).__name__}: {_short(exc)}); inspect this file by hand "
+                "and report the message if the file looks fine",
+                file,
+            )
+            return None
+
+    # -- opening ---------------------------------------------------------------------------
+    def open(self, name: str, path: Path) -> _Volume | None:
+        what = "mask" if name == "mask" else f"{name} image"
+        if not path.exists():
+            self.add(
+                "file_missing",
+                f"{what} not found; fix the '{name}' path in the manifest (relative paths start at the "
+                "manifest's folder) or add the file",
+                path,
+            )
+            return None
+        try:
+            vol = _Volume(path, self.case.patient_id, self.case.series_uids.get(name))
+        except (ImageError, RuntimeError) as exc:
+            message = exc.message if isinstance(exc, ImageError) else _short(exc)
+            self.add(
+                "unreadable",
+                f"{what} cannot be read: {message}. Use NIfTI (.nii/.nii.gz), NRRD, MHA or a DICOM series "
+                "folder, and check the file is complete",
+                path,
+            )
+            return None
+        if vol.n_series > 1 and self.case.series_uids.get(name) is None:
+            self.add(
+                "multiple_series",
+                f"{what} folder holds {vol.n_series} DICOM series; the largest ({vol.chosen_uid}) is used. Add a "
+                f"'{name}_series_uid' column to choose another",
+                path,
+                severity="warning",
+            )
+        g = vol.geometry
+        if g.dimension != 3:
+            self.add(
+                "not_3d",
+                f"{what} is {g.dimension}D (size {g.size}); give a 3D volume (all slices of the series)",
+                path,
+            )
+            return None
+        if min(g.size) < self.options.min_slices:
+            kind = "a single slice" if min(g.size) < 2 else f"only {min(g.size)} voxels along one axis"
+            self.add(
+                "not_3d",
+                f"{what} has size {g.size}: {kind}, not a volume (at least {self.options.min_slices} are needed); "
+                "give the whole series",
+                path,
+            )
+            return None
+        if g.components != 1:
+            self.add(
+                "not_scalar",
+                f"{what} has {g.components} components per voxel (RGB/vector); save it as a single-channel image",
+                path,
+            )
+            return None
+        if not path.is_dir():
+            stored = check_storage(path)
+            if stored.problem is not None:
+                self.add("truncated", f"{what} is incomplete: {stored.problem}", path)
+                return None
+        return vol
+
+    # -- rules ------------------------------------------------------------------------------
+    def check_mask(self, vol: _Volume) -> np.ndarray | None:
+        """Mask content rules; the tumour voxels (bool, z-y-x) when the mask is usable, else None."""
+        path = vol.path
+        arr = sitk.GetArrayViewFromImage(vol.image)
+        values = np.unique(arr)
+        nonzero = values[values != 0]
+        label = self.case.label if self.case.label is not None else self.options.label
+        if np.any(nonzero != np.rint(nonzero)):
+            self.add(
+                "mask_not_binary",
+                f"mask holds non-integer values (e.g. {float(nonzero[nonzero != np.rint(nonzero)][0]):g}): an "
+                "interpolated or probability map? Threshold it and save an integer label image",
+                path,
+            )
+            return None
+        present = sorted(int(v) for v in nonzero)
+        if label is not None:
+            if label not in present:
+                self.add(
+                    "mask_empty",
+                    f"mask has no voxel with label {label} (labels present: {present or 'none'}); "
+                    "choose an existing label with --label N or fix the mask",
+                    path,
+                )
+                return None
+            return np.asarray(arr == label)
+        if not present:
+            self.add(
+                "mask_empty",
+                "mask is empty (no non-zero voxel); draw the tumour or check you gave the right mask file",
+                path,
+            )
+        elif len(present) > 1:
+            counts = {v: int(np.count_nonzero(arr == v)) for v in present[:10]}
+            self.add(
+                "mask_not_binary",
+                f"mask is not binary: labels {present} (voxels per label {counts}); choose the tumour label "
+                "with --label N (or a 'label' column in the manifest)",
+                path,
+            )
+        else:
+            return np.asarray(arr != 0)
+        return None
+
+    def check_geometry(self, mask: ImageGeometry, ref: ImageGeometry, ref_name: str, path: Path) -> None:
+        o = self.options
+        diffs = []
+        if tuple(mask.size) != tuple(ref.size):
+            diffs.append(f"size {mask.size} vs {ref.size}")
+        ms, rs = np.asarray(mask.spacing), np.asarray(ref.spacing)
+        if ms.shape != rs.shape or np.any(np.abs(ms - rs) > o.spacing_rtol * np.abs(rs)):
+            diffs.append(f"spacing {_fmt(mask.spacing)} vs {_fmt(ref.spacing)} mm")
+        mo, ro = np.asarray(mask.origin), np.asarray(ref.origin)
+        if mo.shape != ro.shape or np.any(np.abs(mo - ro) > o.origin_atol_voxels * float(np.min(rs))):
+            diffs.append(f"origin {_fmt(mask.origin)} vs {_fmt(ref.origin)} mm")
+        md, rd = np.asarray(mask.direction), np.asarray(ref.direction)
+        if md.shape != rd.shape or np.any(np.abs(md - rd) > o.direction_atol):
+            diffs.append(f"direction {_fmt(mask.direction)} vs {_fmt(ref.direction)}")
+        if diffs:
+            self.add(
+                "mask_geometry_mismatch",
+                f"mask does not match the {ref_name} image it was drawn on: {'; '.join(diffs)}. Give the mask "
+                f"of this {ref_name} series (or resample it onto the {ref_name} image with nearest-neighbour "
+                "interpolation), or set cohort.mask_phase to the phase it was drawn on",
+                path,
+            )
+
+    def check_overlap(self, name: str, vol: _Volume, ref_name: str, ref: _Volume) -> None:
+        lo1, hi1 = vol.geometry.physical_bounds()
+        lo2, hi2 = ref.geometry.physical_bounds()
+        if np.all(lo1 <= hi2) and np.all(lo2 <= hi1):
+            return
+        self.add(
+            "phases_no_overlap",
+            f"the {name} image covers {_box(lo1, hi1)} mm but the {ref_name} image covers {_box(lo2, hi2)} mm: "
+            "they share no physical space, so registration cannot align them. Check that both files belong to "
+            "this patient and that origins/directions were exported correctly",
+            vol.path,
+        )
+
+    def check_nonfinite(self, name: str, vol: _Volume, tumour: np.ndarray | None) -> None:
+        """NaN/±inf voxels: none at all is fine; inside the tumour, or an image without a finite voxel, an error."""
+        found = nonfinite_problem(sitk.GetArrayViewFromImage(vol.image), tumour, self.options.max_nonfinite_fraction)
+        if found is not None:
+            severity, text = found
+            self.add("nonfinite_voxels", f"{name} image {text}", vol.path, severity=severity)
+
+    def check_zero_tail(self, name: str, vol: _Volume) -> None:
+        """Whole trailing slices of exactly 0 in a CT with air: a file cut short whose rest was read as zeros."""
+        text = zero_tail_problem(sitk.GetArrayViewFromImage(vol.image))
+        if text is not None:
+            self.add("truncated", f"{name} image {text}", vol.path)
+
+    def check_hu(self, name: str, vol: _Volume) -> None:
+        bounds = finite_range(sitk.GetArrayViewFromImage(vol.image))
+        if bounds is None:
+            return  # no finite voxel: reported by nonfinite_voxels
+        lo, hi = bounds
+        reason = None
+        if lo < -HU_LIMIT or hi > HU_LIMIT:
+            reason = f"reaches beyond ±{HU_LIMIT:g}, far outside any CT scale (a corrupt file or a unit error?)"
+        elif lo >= 0 and hi <= 255:
+            reason = "looks like 8-bit display values (0–255), not HU"
+        elif lo >= 0 and hi <= 4095:
+            reason = "looks like raw uncalibrated scanner values (0–4095) with the rescale intercept not applied"
+        elif lo >= 0:
+            reason = "has no negative values, yet air is about −1000 HU and fat about −100 HU"
+        elif hi - lo < 100:
+            reason = "spans less than 100 units, as a normalised (z-scored or 0–1) image would"
+        if reason:
+            self.add(
+                "not_hu",
+                f"{name} intensities range {lo:g}..{hi:g}, which {reason}. Export the original CT in Hounsfield "
+                "units (DICOM with RescaleSlope/RescaleIntercept, or NIfTI/NRRD of the HU values)",
+                vol.path,
+            )
+
+    # -- driver -----------------------------------------------------------------------------
+    def run(self) -> list[Problem]:
+        case = self.case
+        vols: dict[str, _Volume] = {}
+        for name, path in case.images.items():
+            vol = self.guarded(f"{name} reading", path, self.open, name, Path(path))
+            if isinstance(vol, _Volume):
+                vols[name] = vol
+        mask_vol = None
+        tumour: np.ndarray | None = None
+        if case.mask != NO_PATH:
+            got = self.guarded("mask reading", case.mask, self.open, "mask", Path(case.mask))
+            mask_vol = got if isinstance(got, _Volume) else None
+        if mask_vol is not None:
+            content = self.guarded("mask content", mask_vol.path, self.check_mask, mask_vol)
+            ref = vols.get(case.mask_phase)
+            if ref is not None:
+                n_before = len(self.problems)
+                self.guarded(
+                    "mask geometry",
+                    mask_vol.path,
+                    self.check_geometry,
+                    mask_vol.geometry,
+                    ref.geometry,
+                    case.mask_phase,
+                    mask_vol.path,
+                )
+                if isinstance(content, np.ndarray) and len(self.problems) == n_before:
+                    tumour = content
+        ref_name = case.mask_phase if case.mask_phase in vols else next(iter(vols), None)
+        if ref_name is not None:
+            for name, vol in vols.items():
+                if name != ref_name:
+                    self.guarded("phase overlap", vol.path, self.check_overlap, name, vol, ref_name, vols[ref_name])
+        for name, vol in vols.items():
+            if self.guarded(f"{name} pixel reading", vol.path, lambda v: v.image, vol) is None:
+                continue
+            inside = tumour if name == case.mask_phase else None
+            self.guarded(f"{name} non-finite voxels", vol.path, self.check_nonfinite, name, vol, inside)
+            self.guarded(f"{name} zero-filled slices", vol.path, self.check_zero_tail, name, vol)
+            self.guarded(f"{name} HU range", vol.path, self.check_hu, name, vol)
+        return self.problems
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> str:
+    return " × ".join(f"[{a:.1f}, {b:.1f}]" for a, b in zip(lo, hi, strict=True))
+
+
+HU_LIMIT = 1e5
+"""No CT value, even with extended scales for metal, reaches ±1e5 HU."""
+
+
+def finite_range(arr: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` of the finite values of an array, or None when there are none."""
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.any():
+            return None
+        if not finite.all():
+            arr = arr[finite]
+    if arr.size == 0:
+        return None
+    return float(np.min(arr)), float(np.max(arr))
+
+
+def nonfinite_problem(
+    arr: np.ndarray, tumour: np.ndarray | None = None, max_fraction: float = 0.0
+) -> tuple[str, str] | None:
+    """``(severity, message)`` for NaN/±inf voxels in an image, or None when every voxel is finite.
+
+    Args:
+        arr: Image voxels (any shape).
+        tumour: Boolean tumour mask on the same grid, or None when it is unknown (other phases).
+        max_fraction: Largest fraction of non-finite voxels outside the tumour that is only a warning.
+
+    Returns:
+        ``error`` when no voxel is finite, when any lies inside ``tumour``, or when their fraction exceeds
+        ``max_fraction``; else ``warning``. The message starts lower-case, after the image's name.
+    """
+    if not np.issubdtype(arr.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(arr)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return None
+    n = int(arr.size)
+    n_nan = int(np.count_nonzero(np.isnan(arr)))
+    what = f"{n_bad} of its {n} voxels are not finite ({n_nan} NaN, {n_bad - n_nan} ±inf)"
+    fix = "Export the original CT again; never fill missing regions with NaN"
+    if n_bad == n:
+        return "error", f"has no finite voxel: all {n} are NaN or ±inf. {fix}"
+    if tumour is not None and tumour.shape == arr.shape:
+        inside = int(np.count_nonzero(bad & tumour))
+        if inside:
+            return (
+                "error",
+                f"has {inside} non-finite voxel(s) inside the tumour mask ({what}): the tumour's features cannot be "
+                f"computed. {fix}",
+            )
+    fraction = n_bad / n
+    if fraction > max_fraction:
+        return (
+            "error",
+            f"{what}, {100 * fraction:.2g}% of the volume (at most {100 * max_fraction:.2g}% allowed by "
+            f"cohort.max_nonfinite_fraction). {fix}",
+        )
+    return "warning", f"{what}, outside the tumour; they are tolerated (cohort.max_nonfinite_fraction)"
+
+
+def zero_tail_problem(arr: np.ndarray, air_hu: float = -500.0) -> str | None:
+    """Message when the last whole slices (in storage order) of a CT are exactly 0, else None.
+
+    A reader that meets a file cut short fills the missing end of the pixel buffer with zeros; since the slice
+    index varies slowest, those zeros are the last slices. A real CT slice is never exactly 0 HU everywhere
+    (air is about −1000 HU), so this only looks at images that hold air (values below ``air_hu``).
+
+    Args:
+        arr: Image voxels in ITK array order (z, y, x).
+        air_hu: Value below which a voxel counts as air.
+    """
+    if arr.ndim != 3 or arr.shape[0] < 2:
+        return None
+    flat = np.asarray(arr).reshape(arr.shape[0], -1)
+    zero_slices = 0
+    for z in range(arr.shape[0] - 1, -1, -1):
+        if np.any(flat[z] != 0):
+            break
+        zero_slices += 1
+    if zero_slices == 0 or zero_slices == arr.shape[0]:
+        return None
+    with np.errstate(invalid="ignore"):
+        holds_air = bool(np.any(flat[: arr.shape[0] - zero_slices] < air_hu))
+    if not holds_air:
+        return None
+    return (
+        f"ends with {zero_slices} slice(s) of exactly 0 out of {arr.shape[0]}, while the others hold air "
+        f"(below {air_hu:g} HU): the file looks cut short and its missing end read as zeros. Copy or export it "
+        "again (if those slices really are empty, crop them)"
+    )
+
+
+def check_case_images(case: Case, settings: CohortSettings | CheckOptions | None = None) -> list[Problem]:
+    """Run every image rule (see the module docstring) on one case.
+
+    Args:
+        case: The case (its image and mask paths; nothing is loaded beforehand).
+        settings: Cohort settings or ready :class:`CheckOptions` (default: the defaults).
+
+    Returns:
+        The problems found, in rule order; empty when the case is clean. Never raises: a crashing rule
+        becomes a ``check_failed`` problem.
+    """
+    if settings is None:
+        options = CheckOptions()
+    elif isinstance(settings, CheckOptions):
+        options = settings
+    else:
+        options = CheckOptions.from_settings(settings)
+    return _Checker(case, options).run()
+
+
+def clinical_value_problem(column: str, value: object, settings: CohortSettings) -> tuple[str, str] | None:
+    """``(code, message)`` when a numeric clinical value is not plausible, else None (missing is fine).
+
+    Rules: the value must be finite (``clinical_not_finite``), within ``cohort.clinical_max_abs`` and within the
+    column's plausible range (:meth:`CohortSettings.clinical_range`) (``clinical_out_of_range``).
+    """
+    if value is None or isinstance(value, str | bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(number):
+        return None  # missing: imputed inside the model
+    if not math.isfinite(number):
+        return (
+            "clinical_not_finite",
+            f"clinical column '{column}' holds {number:g}; give a finite value, or leave the cell empty if unknown",
+        )
+    bounds = settings.clinical_range(column)
+    if bounds is not None and not bounds[0] <= number <= bounds[1]:
+        return (
+            "clinical_out_of_range",
+            f"clinical column '{column}' holds {number:g}, outside its plausible range [{bounds[0]:g}, "
+            f"{bounds[1]:g}]; correct the value (a typo or another unit?), or set cohort.clinical_ranges.{column} "
+            "if such values are real",
+        )
+    limit = settings.clinical_max_abs
+    if limit is not None and abs(number) > limit:
+        return (
+            "clinical_out_of_range",
+            f"clinical column '{column}' holds {number:g}, beyond ±{limit:g} (cohort.clinical_max_abs): a typo or a "
+            "unit error; correct the value, or declare a range in cohort.clinical_ranges",
+        )
+    return None
+
+
+def check_case_clinical(
+    case: Case,
+    clinical_types: Mapping[str, ClinicalKind],
+    settings: CohortSettings | None = None,
+    columns: set[str] | None = None,
+) -> list[Problem]:
+    """Clinical-value rules on one case's numeric clinical variables (every one an error).
+
+    Args:
+        case: The case.
+        clinical_types: Column → numeric/categorical (``Cohort.clinical_types``); categorical columns are skipped.
+        settings: Ranges and limits (default: :class:`CohortSettings` defaults).
+        columns: Only these columns (e.g. the ones a model reads); None: all.
+    """
+    settings = settings or CohortSettings()
+    problems = []
+    for column, value in case.clinical.items():
+        if clinical_types.get(column, "numeric") != "numeric" or (columns is not None and column not in columns):
+            continue
+        found = clinical_value_problem(column, value, settings)
+        if found is not None:
+            problems.append(Problem(case.patient_id, found[0], "error", found[1], "", case.row))
+    return problems
