@@ -70,6 +70,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 # (module, function, command name): each stage's command lives beside its code.
 _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.cohort.cli", "validate_command", "validate"),
+    ("rccgrade.cohort.index_cli", "index_command", "index"),
     ("rccgrade.synth.cli", "synth_command", "synth"),
     ("rccgrade.preprocess.cli", "preprocess_command", "preprocess"),
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),

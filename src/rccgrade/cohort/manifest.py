@@ -31,10 +31,12 @@ NO_PATH = Path("")
 
 LABEL_COLUMNS: tuple[str, ...] = ("grade", "high_grade", "split", "center", "label")
 SPLITS: frozenset[str] = frozenset({"train", "test"})
+# written by `rccgrade index` / `import-*` for a human to check (never clinical variables), and mask_segment
+ANNOTATION_COLUMNS: tuple[str, ...] = ("mask_segment", "needs_review", "phase_confidence", "phase_evidence", "source")
 
 
 def _reserved(phases: list[str]) -> set[str]:
-    names = {"patient_id", "mask", *LABEL_COLUMNS, "mask_series_uid"}
+    names = {"patient_id", "mask", *LABEL_COLUMNS, "mask_series_uid", *ANNOTATION_COLUMNS}
     for phase in (*PHASES, *phases):
         names.add(phase)
         names.add(f"{phase}_series_uid")

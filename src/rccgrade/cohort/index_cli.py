@@ -1,0 +1,77 @@
+"""``rccgrade index``, ``rccgrade import-kits`` and ``rccgrade import-nnunet``: hospital data in as it comes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rccgrade.cli_progress import case_progress, local_parallel
+from rccgrade.cohort import phase_rules as pr
+from rccgrade.errors import CohortError
+
+
+def index_command(
+    dicom_root: Path = typer.Argument(..., help="Folder of a PACS export (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Draft manifest CSV to write (sidecar CSVs go beside it)."),
+    pseudonymise: bool = typer.Option(
+        False, "--pseudonymise", help="Replace PatientID by a keyed hash (HMAC-SHA256) in every output."
+    ),
+    pseudonym_key: str | None = typer.Option(
+        None,
+        "--pseudonym-key",
+        envvar="RCCGRADE_PSEUDONYM_KEY",
+        help="Secret key of --pseudonymise (keep it to map new exports to the same pseudonyms).",
+    ),
+    min_slices: int = typer.Option(5, "--min-slices", min=2, help="Series with fewer slices are left out."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+) -> None:
+    """Sort a PACS export into a draft manifest: series per phase, with evidence and review flags.
+
+    Reads DICOM headers only. Writes OUT (readable by `rccgrade validate`), OUT_series.csv (every
+    series: chosen, alternative or excluded with the reason), OUT_summary.csv (per patient) and
+    OUT_skipped_files.csv. Patient names and birth dates are never written.
+    """
+    from rccgrade.cohort.dicom_index import index_dicom_tree
+
+    if pseudonymise and not pseudonym_key:
+        raise CohortError(
+            "--pseudonymise needs a secret key: pass --pseudonym-key or set RCCGRADE_PSEUDONYM_KEY "
+            "(an unkeyed hash of a PatientID can be reversed by trying every ID)"
+        )
+    console = Console()
+    with case_progress("reading DICOM headers", console) as progress:
+        index = index_dicom_tree(
+            dicom_root,
+            parallel=local_parallel(workers),
+            progress=progress,
+            min_slices=min_slices,
+            pseudonymise_key=pseudonym_key if pseudonymise else None,
+        )
+    paths = index.write(out)
+    table = Table(title=escape(f"Index of {dicom_root}"), show_lines=True)
+    table.add_column("patient")
+    for phase in pr.CONTRAST_PHASES:
+        table.add_column(phase)
+    table.add_column("review", overflow="fold")
+    for row in index.rows:
+        cells = [
+            escape(f"#{row.images[p].series_number} {row.images[p].description} ({row.confidence[p]})")
+            if p in row.images
+            else "[red]missing[/]"
+            for p in pr.CONTRAST_PHASES
+        ]
+        review = "[yellow]" + escape("; ".join(row.review)) + "[/]" if row.review else "[green]ok[/]"
+        table.add_row(escape(row.patient_id), *cells, review)
+    console.print(table)
+    excluded = sum(r.status == "excluded" for r in index.series)
+    flagged = sum(bool(r.review) for r in index.rows)
+    console.print(
+        f"{len(index.rows)} studies, {len(index.series)} series ({excluded} left out), "
+        f"{index.n_files} files ({len(index.unreadable)} not DICOM); {flagged} need review. "
+        f"Draft manifest: {escape(str(paths['manifest']))}; series: {escape(str(paths['series']))}",
+        highlight=False,
+    )
