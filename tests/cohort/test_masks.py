@@ -240,7 +240,7 @@ def test_rtstruct_hole_stays_empty(tmp_path: Path) -> None:
     p = np.asarray(ct.TransformIndexToPhysicalPoint((0, 0, 5)))
 
     def square(lo: float, hi: float) -> np.ndarray:  # in voxel units of x/y around slice 5
-        return np.array([p + [a * 1.5, b * 1.2, 0.0] for a, b in ((lo, lo), (hi, lo), (hi, hi), (lo, hi))])
+        return np.array([p + np.array([a * 1.5, b * 1.2, 0.0]) for a, b in ((lo, lo), (hi, lo), (hi, hi), (lo, hi))])
 
     rs = _write_rtstruct(ct, folder, {"ring": [square(2.5, 12.5), square(5.5, 9.5)]}, tmp_path / "rs.dcm")
     arr = sitk.GetArrayFromImage(read_mask(rs, reference=ct))
