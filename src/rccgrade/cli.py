@@ -71,6 +71,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.cohort.cli", "validate_command", "validate"),
     ("rccgrade.cohort.index_cli", "index_command", "index"),
+    ("rccgrade.cohort.index_cli", "lesions_command", "lesions"),
     ("rccgrade.synth.cli", "synth_command", "synth"),
     ("rccgrade.preprocess.cli", "preprocess_command", "preprocess"),
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),

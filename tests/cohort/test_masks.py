@@ -288,3 +288,32 @@ def test_grid_alignment() -> None:
     assert masks.grids_aligned(a, b)
     b.SetOrigin(a.TransformContinuousIndexToPhysicalPoint((2.5, 0, 0)))
     assert not masks.grids_aligned(a, b)
+
+
+def test_validate_reads_a_seg_mask_by_the_manifest_segment_column(tmp_path: Path, ct_series) -> None:
+    from rccgrade.cohort.settings import CohortSettings
+    from rccgrade.cohort.validate import validate_cohort
+    from rccgrade.parallel import ParallelSettings
+
+    folder, ct = ct_series
+    tumour = _sphere(ct, _centre_of(ct), 7.0)
+    kidney = np.zeros_like(tumour)
+    kidney[2:5, 3:9, 4:10] = 1
+    kidney[tumour == 1] = 0
+    _write_seg(folder, kidney + 2 * tumour, tmp_path / "seg" / "mask.dcm", ["Kidney", "Tumor"])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "patient_id,arterial,mask,mask_segment,grade\nPX,ct/arterial,seg/mask.dcm,Tumour,2\n"
+        "PY,ct/arterial,seg/mask.dcm,liver,2\nPZ,ct/arterial,seg/mask.dcm,,2\n"
+    )
+    settings = CohortSettings(phases=["arterial"])
+    report = validate_cohort(manifest, settings=settings, parallel=ParallelSettings(backend="serial"))
+    assert report.usable == ["PX"]
+    assert report.codes("PY") == {"mask_unreadable"}
+    message = report.problems.loc[report.problems["patient_id"] == "PY", "message"].iloc[0]
+    assert "1 'Kidney', 2 'Tumor'" in message
+    assert report.codes("PZ") == {"mask_unreadable"}  # two segments, none chosen
+    # the settings default (--mask-segment) applies where the column is empty
+    settings = CohortSettings(phases=["arterial"], mask_segment="kidney")
+    report = validate_cohort(manifest, settings=settings, parallel=ParallelSettings(backend="serial"))
+    assert report.usable == ["PX", "PZ"]

@@ -639,7 +639,7 @@ def index_dicom_tree(
                 k[1],
             ),
         )
-        pid = raw_pid or "(no PatientID)"
+        pid = raw_pid or "NO_PATIENT_ID"
         if pseudonymise_key is not None:
             pid = pseudonym(raw_pid, pseudonymise_key)
         for k, key in enumerate(keys, start=1):

@@ -75,3 +75,27 @@ def index_command(
         f"Draft manifest: {escape(str(paths['manifest']))}; series: {escape(str(paths['series']))}",
         highlight=False,
     )
+
+
+def lesions_command(
+    manifest: Path = typer.Argument(..., help="Manifest CSV whose masks may hold several lesions."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the new manifest.csv, masks/ and lesions.csv."),
+    policy: str = typer.Option(
+        "largest", "--policy", help="largest: keep the index lesion; each: one row per lesion; error: refuse."
+    ),
+    min_volume: float = typer.Option(10.0, "--min-volume", min=0, help="Smaller components (mm³) are specks."),
+    mask_phase: str = typer.Option("arterial", "--mask-phase", help="Phase the masks were drawn on."),
+) -> None:
+    """Write one-lesion masks and a new manifest (largest lesion, or one row per lesion)."""
+    from rccgrade.cohort.lesions import apply_lesion_policy
+    from rccgrade.cohort.settings import CohortSettings
+
+    console = Console()
+    settings = CohortSettings(mask_phase=mask_phase, require_labels=False)
+    result = apply_lesion_policy(manifest, out, policy=policy, min_volume_mm3=min_volume, settings=settings)
+    for pid, message in result.failures.items():
+        console.print(f"[yellow]{escape(pid)}[/]: {escape(message)}", highlight=False)
+    console.print(
+        f"{result.rows} rows written to {escape(str(result.manifest))}; lesions in {escape(str(result.report))}",
+        highlight=False,
+    )

@@ -32,7 +32,13 @@ NO_PATH = Path("")
 LABEL_COLUMNS: tuple[str, ...] = ("grade", "high_grade", "split", "center", "label")
 SPLITS: frozenset[str] = frozenset({"train", "test"})
 # written by `rccgrade index` / `import-*` for a human to check (never clinical variables), and mask_segment
-ANNOTATION_COLUMNS: tuple[str, ...] = ("mask_segment", "needs_review", "phase_confidence", "phase_evidence", "source")
+ANNOTATION_COLUMNS: tuple[str, ...] = (
+    "mask_segment",
+    "needs_review",
+    "phase_confidence",
+    "phase_evidence",
+    "source_patient_id",
+)
 
 
 def _reserved(phases: list[str]) -> set[str]:
@@ -328,6 +334,7 @@ def load_cohort(
                 center=_cell(rec.get("center")),
                 clinical=clinical,
                 label=label,
+                mask_segment=_cell(rec.get("mask_segment")) or settings.mask_segment,
                 series_uids=series_uids,
                 row=line,
             )
