@@ -72,6 +72,8 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.cohort.cli", "validate_command", "validate"),
     ("rccgrade.cohort.index_cli", "index_command", "index"),
     ("rccgrade.cohort.index_cli", "lesions_command", "lesions"),
+    ("rccgrade.cohort.index_cli", "import_kits_command", "import-kits"),
+    ("rccgrade.cohort.index_cli", "import_nnunet_command", "import-nnunet"),
     ("rccgrade.synth.cli", "synth_command", "synth"),
     ("rccgrade.preprocess.cli", "preprocess_command", "preprocess"),
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),

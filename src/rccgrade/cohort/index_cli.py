@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 from rccgrade.cli_progress import case_progress, local_parallel
 from rccgrade.cohort import phase_rules as pr
 from rccgrade.errors import CohortError
+
+if TYPE_CHECKING:
+    from rccgrade.cohort.layouts import ImportResult
 
 
 def index_command(
@@ -99,3 +103,50 @@ def lesions_command(
         f"{result.rows} rows written to {escape(str(result.manifest))}; lesions in {escape(str(result.report))}",
         highlight=False,
     )
+
+
+def _report_import(console: Console, result: ImportResult, out: Path) -> None:
+    manifest, log_path = result.write(out)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    console.print(
+        f"{len(result.manifest)} cases imported, {len(result.skipped)} skipped (see {escape(str(log_path))}); "
+        f"manifest: {escape(str(manifest))}",
+        highlight=False,
+    )
+
+
+def import_kits_command(
+    root: Path = typer.Argument(..., help="KiTS data folder holding case_XXXXX/ (kits.json here or one level up)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
+    phase: str = typer.Option("arterial", "--phase", help="Phase column for the (single-phase) KiTS imaging."),
+    all_clinical: bool = typer.Option(
+        False, "--all-clinical", help="Every non-pathology, non-outcome kits.json field, not only pre-operative ones."
+    ),
+    subtype: str | None = typer.Option(
+        None, "--subtype", help="Keep only this tumor_histologic_subtype (e.g. clear_cell_rcc)."
+    ),
+) -> None:
+    """Write a manifest for a KiTS tree: imaging, tumour label 2, ISUP grade and clinical columns from kits.json."""
+    from rccgrade.cohort.layouts import import_kits
+
+    console = Console()
+    _report_import(console, import_kits(root, phase=phase, all_clinical=all_clinical, subtype=subtype), out)
+
+
+def import_nnunet_command(
+    dataset: Path = typer.Argument(..., help="nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write."),
+    channels: str = typer.Option(
+        ..., "--channels", help="Phase of each channel in order, e.g. arterial,nephrographic,excretory."
+    ),
+    tumour_label: int | None = typer.Option(
+        None, "--tumour-label", help="Tumour value in the label maps (default: found by name in dataset.json)."
+    ),
+) -> None:
+    """Write a manifest for an nnU-Net dataset: one phase per channel, the tumour label, grades left empty."""
+    from rccgrade.cohort.layouts import import_nnunet
+
+    console = Console()
+    names = [c.strip() for c in channels.split(",") if c.strip()]
+    _report_import(console, import_nnunet(dataset, channels=names, tumour_label=tumour_label), out)
