@@ -13,6 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 CT = "1.2.840.10008.5.1.4.1.1.2"
 DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 PATIENT_NAME = "Doe^Johnathan"
 BIRTH_DATE = "19510203"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
 from typer.testing import CliRunner
 
 from rccgrade.cli import app
@@ -16,10 +17,11 @@ from rccgrade.cohort import phase_rules as pr
 from rccgrade.cohort.dicom_index import index_dicom_tree
 from rccgrade.cohort.io import read_image
 from rccgrade.cohort.manifest import load_cohort
+from rccgrade.cohort.masks import mask_kind
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.parallel import ParallelSettings
 
-from .dicom_tree import BIRTH_DATE, DOSE_SR, PATIENT_NAME, SECONDARY_CAPTURE, Series, write_patient
+from .dicom_tree import BIRTH_DATE, DOSE_SR, PATIENT_NAME, SECONDARY_CAPTURE, SEG, Series, uid, write_patient
 
 SERIAL = ParallelSettings(backend="serial")
 # HU value per phase, so reading the manifest back shows which series landed in which column
@@ -66,7 +68,11 @@ def _export(root: Path) -> dict[str, dict[str, str]]:
         ],
         rng,
     )
-    # abbreviations, every series in one flat folder
+    # abbreviations, every series in one flat folder, a DICOM-SEG drawn on the PV series
+    pv_uid = uid("series", "P003", uid("study", "P003"), "PV", 3)
+    referenced = Dataset()
+    referenced.SeriesInstanceUID = pv_uid
+    seg = Series("Tumour SEG", n=1, sop_class=SEG, modality="SEG", extra={"ReferencedSeriesSequence": [referenced]})
     uids["P003"] = write_patient(
         root,
         "P003",
@@ -76,10 +82,12 @@ def _export(root: Path) -> dict[str, dict[str, str]]:
             Series("PV", value=VALUES["nephrographic"], acq_time="140100", contrast="Iomeprol"),
             Series("DEL", value=VALUES["excretory"], acq_time="140500", contrast="Iomeprol"),
             dose,
+            seg,
         ],
         rng,
         flat=True,
     )
+    assert uids["P003"]["PV"] == pv_uid
     # ambiguous: descriptions say nothing about the phase; only the acquisition order is left
     uids["P004"] = write_patient(
         root,
@@ -119,13 +127,17 @@ EXPECTED = {
 
 
 def test_every_phase_is_assigned_and_the_thin_soft_reconstruction_chosen(indexed) -> None:
-    _base, uids, paths = indexed
+    base, uids, paths = indexed
     rows = {r["patient_id"]: r for r in _rows(paths["manifest"])}
     assert sorted(rows) == ["P001", "P002", "P003", "P004"]
     for pid, phases in EXPECTED.items():
         for phase, description in phases.items():
             assert rows[pid][f"{phase}_series_uid"] == uids[pid][description], (pid, phase)
-    assert {pid: rows[pid]["needs_review"] for pid in rows} == {"P001": "0", "P002": "0", "P003": "0", "P004": "1"}
+    assert {pid: rows[pid]["needs_review"] for pid in rows} == {"P001": "0", "P002": "0", "P003": "1", "P004": "1"}
+    # the SEG becomes the mask, and the review says it was drawn on the nephrographic series
+    assert mask_kind(base / rows["P003"]["mask"]) == "seg"
+    assert rows["P001"]["mask"] == ""
+    assert "drawn on the nephrographic series" in rows["P003"]["phase_evidence"]
     assert "arterial=low" in rows["P004"]["phase_confidence"]
     assert "confidence low" in rows["P004"]["phase_evidence"]
     assert rows["P002"]["phase_confidence"] == "arterial=high;nephrographic=high;excretory=high"
@@ -146,7 +158,8 @@ def test_excluded_series_carry_their_reason(indexed) -> None:
     assert reasons[("P002", "Portalvenös gekippt")] == ("excluded", "gantry_tilt")
     assert reasons[("P002", "Nativ")] == ("excluded", "non_contrast")
     # every series written is accounted for exactly once
-    assert len(reasons) == 8 + 7 + 5 + 4
+    assert len(reasons) == 8 + 7 + 6 + 4
+    assert reasons[("P003", "Tumour SEG")] == ("excluded", "segmentation")
     skipped = _rows(paths["skipped"])
     assert [Path(r["file"]).name for r in skipped] == ["README.TXT"]
 

@@ -96,6 +96,7 @@ class FileHeader:
     rows: int | None
     columns: int | None
     frames: int
+    referenced_series: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class SeriesRecord:
     kernel: str
     axial: bool
     acquisition_time: float | None
+    file: str = ""
+    referenced_series: str = ""
     status: str = "unassigned"
     reason: str = ""
     detail: str = ""
@@ -195,8 +198,8 @@ class DicomIndex:
                 for phase, rec in row.images.items():
                     cells[phase] = _relative(rec.folder, base)
                     cells[f"{phase}_series_uid"] = rec.series_uid
-                if len(row.masks) == 1:
-                    cells["mask"] = _relative(row.masks[0].folder, base)
+                if len(row.masks) == 1 and row.masks[0].n_files == 1:
+                    cells["mask"] = _relative(row.masks[0].file, base)
                 cells["needs_review"] = "1" if row.review else "0"
                 cells["phase_confidence"] = ";".join(
                     f"{p}={row.confidence.get(p, 'missing')}" for p in pr.CONTRAST_PHASES
@@ -333,7 +336,23 @@ def read_header(path: str) -> FileHeader | str:
         rows=None if _float(ds, "Rows") is None else int(_float(ds, "Rows") or 0),
         columns=None if _float(ds, "Columns") is None else int(_float(ds, "Columns") or 0),
         frames=1 if frames is None else int(frames),
+        referenced_series=_referenced_series(ds),
     )
+
+
+def _referenced_series(ds: object) -> str:
+    """SeriesInstanceUID a DICOM-SEG or RTSTRUCT was drawn on ("" for images)."""
+    for item in getattr(ds, "ReferencedSeriesSequence", []) or []:
+        uid = str(getattr(item, "SeriesInstanceUID", "") or "")
+        if uid:
+            return uid
+    for ref in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []:
+        for study in getattr(ref, "RTReferencedStudySequence", []) or []:
+            for series in getattr(study, "RTReferencedSeriesSequence", []) or []:
+                uid = str(getattr(series, "SeriesInstanceUID", "") or "")
+                if uid:
+                    return uid
+    return ""
 
 
 def read_headers(paths: Sequence[str]) -> list[FileHeader | str]:
@@ -468,6 +487,8 @@ def _index_study(
             modality=first.modality,
             n_files=len(files),
             folder=os.path.dirname(first.path),
+            file=first.path,
+            referenced_series=first.referenced_series,
             slice_thickness=float(np.median(thickness)) if thickness else None,
             kernel=first.kernel,
             axial=axial,
@@ -570,6 +591,15 @@ def _index_study(
         review.append("phases out of acquisition order: " + ", ".join(f"{p} at {t:.0f} s" for p, t in known))
     records.extend(final.values())
     masks = [r for r in records if r.reason in ("segmentation", "rtstruct")]
+    phase_of = {rec.series_uid: p for p, rec in images.items()}
+    for m in masks:
+        drawn_on = phase_of.get(m.referenced_series)
+        if drawn_on is None:
+            review.append(
+                f"mask '{m.description}' references series {m.referenced_series or '(none)'}, not a chosen phase"
+            )
+        elif drawn_on != "arterial":
+            review.append(f"mask '{m.description}' was drawn on the {drawn_on} series: set cohort.mask_phase")
     if len(masks) > 1:
         review.append(f"{len(masks)} mask objects (SEG/RTSTRUCT) in the study; fill in the mask column")
     records.sort(key=lambda r: (r.series_number if r.series_number is not None else 1 << 30, r.series_uid))
@@ -630,6 +660,7 @@ def index_dicom_tree(
     by_patient: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for key in studies:
         by_patient[key[0]].append(key)
+    leaky = 0
     for raw_pid in sorted(by_patient):
         keys = sorted(
             by_patient[raw_pid],
@@ -652,4 +683,12 @@ def index_dicom_tree(
                 review.insert(0, f"patient has {len(keys)} studies; keep one row per patient")
             rows.append(replace(row, patient_id=row_id, review=review))
             series.extend(recs)
+            if pseudonymise_key is not None and len(raw_pid) >= 3:
+                leaky += any(raw_pid.lower() in os.path.relpath(r.folder, root).lower() for r in recs)
+    if leaky:
+        log.warning(
+            "%d patient(s) have their PatientID in the export's folder names, which the manifest paths repeat: "
+            "rename the folders (or copy the export) before sharing the outputs",
+            leaky,
+        )
     return DicomIndex(rows=rows, series=series, unreadable=sorted(unreadable), n_files=len(files))
