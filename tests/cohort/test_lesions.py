@@ -131,3 +131,16 @@ def test_each_policy_writes_one_row_per_lesion_with_the_patient_split(tmp_path: 
         apply_lesion_policy(_cohort(tmp_path / "b", two_lesions, split=False), tmp_path / "out2", policy="each")
     with pytest.raises(CohortError, match="2 lesions"):
         apply_lesion_policy(_cohort(tmp_path / "c", two_lesions), tmp_path / "out3", policy="error")
+
+
+def test_lesions_command_writes_the_new_manifest(tmp_path: Path, two_lesions) -> None:
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+
+    manifest = _cohort(tmp_path, two_lesions)
+    result = CliRunner().invoke(app, ["lesions", str(manifest), "--out", str(tmp_path / "o"), "--policy", "each"])
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(tmp_path / "o" / "manifest.csv")["patient_id"]) == ["P1_L1", "P1_L2", "P2"]
+    bad = CliRunner().invoke(app, ["lesions", str(manifest), "--out", str(tmp_path / "x"), "--policy", "merge"])
+    assert bad.exit_code == 2 and "unknown lesion policy" in bad.output
