@@ -166,6 +166,12 @@ def _sphere_contours(ct: sitk.Image, centre: np.ndarray, radius: float, n: int =
     return out
 
 
+def _image_like(arr: np.ndarray, like: sitk.Image) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.CopyInformation(like)
+    return img
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * float(np.sum(a & b)) / float(np.sum(a) + np.sum(b))
 
@@ -181,6 +187,11 @@ def test_dicom_seg_on_an_oblique_series_reads_back_exactly(tmp_path: Path, ct_se
     got = read_mask(seg, segment="tumour", reference=ct, patient_id="PX")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(got), tumour)
     assert got.GetDirection() == ct.GetDirection() and got.GetOrigin() == ct.GetOrigin()
+    # a reoriented reference (as preprocessing's canonical orientation makes) receives the same voxels
+    flipped = sitk.Flip(ct, [True, False, True])
+    on_flipped = read_mask(seg, segment="tumor", reference=flipped, patient_id="PX")
+    expected = sitk.GetArrayFromImage(sitk.Flip(_image_like(tumour, ct), [True, False, True]))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(on_flipped), expected)
     by_number = read_mask(seg, label=1, reference=ct, patient_id="PX")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(by_number), kidney)
     # without a reference: the SEG's own grid (empty frames omitted) still puts every voxel in place
@@ -288,6 +299,13 @@ def test_grid_alignment() -> None:
     assert masks.grids_aligned(a, b)
     b.SetOrigin(a.TransformContinuousIndexToPhysicalPoint((2.5, 0, 0)))
     assert not masks.grids_aligned(a, b)
+    flipped = sitk.Flip(a, [True, False, True])  # same lattice, reversed axes
+    assert masks.grids_aligned(a, flipped) and masks.grids_aligned(flipped, a)
+    coarse = sitk.Image([4, 4, 4], sitk.sitkUInt8)
+    coarse.SetSpacing([2 * v for v in a.GetSpacing()])
+    coarse.SetDirection(a.GetDirection())
+    coarse.SetOrigin(a.GetOrigin())
+    assert not masks.grids_aligned(coarse, a)  # a sub-lattice is not the same grid
 
 
 def test_validate_reads_a_seg_mask_by_the_manifest_segment_column(tmp_path: Path, ct_series) -> None:

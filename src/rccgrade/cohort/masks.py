@@ -157,11 +157,18 @@ def _grid_matrix(img: sitk.Image) -> np.ndarray:
 
 
 def grids_aligned(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
-    """True when every voxel centre of ``a`` is a voxel centre of ``b``'s lattice (within ``tol`` voxel)."""
-    ma, mb = _grid_matrix(a), _grid_matrix(b)
-    if not np.allclose(ma, mb, atol=tol * float(min(b.GetSpacing()))):
+    """True when ``a`` and ``b`` share one voxel lattice (within ``tol`` voxel).
+
+    The lattices may differ by axis order and direction (a reoriented copy of the same grid): the map
+    from ``a``'s indices to ``b``'s must be an integer matrix of determinant ±1 plus an integer offset.
+    """
+    transform = np.linalg.solve(_grid_matrix(b), _grid_matrix(a))
+    if (
+        not np.allclose(transform, np.rint(transform), atol=tol)
+        or abs(abs(np.linalg.det(np.rint(transform))) - 1) > 0.5
+    ):
         return False
-    offset = np.linalg.solve(mb, np.asarray(a.GetOrigin()) - np.asarray(b.GetOrigin()))
+    offset = np.linalg.solve(_grid_matrix(b), np.asarray(a.GetOrigin()) - np.asarray(b.GetOrigin()))
     return bool(np.all(np.abs(offset - np.rint(offset)) < tol))
 
 
