@@ -101,7 +101,9 @@ def write_series(
         ds.RescaleSlope = "1"
         for key, value in s.extra.items():
             setattr(ds, key, value)
-        ds.PixelData = np.full((8, 8), s.value + 1024, dtype=np.uint16).tobytes()
+        pixels = np.full((8, 8), s.value + 1024, dtype=np.uint16)
+        pixels[0] = 24  # a row of air (-1000 HU), as every CT has
+        ds.PixelData = pixels.tobytes()
         name = f"{rng.getrandbits(40):010x}{rng.choice(exts)}"
         ds.save_as(folder / name, enforce_file_format=True)
     return series_uid
