@@ -335,3 +335,25 @@ def test_validate_reads_a_seg_mask_by_the_manifest_segment_column(tmp_path: Path
     settings = CohortSettings(phases=["arterial"], mask_segment="kidney")
     report = validate_cohort(manifest, settings=settings, parallel=ParallelSettings(backend="serial"))
     assert report.usable == ["PX", "PZ"]
+
+
+def test_slicer_overlapping_segments_on_layers(tmp_path: Path) -> None:
+    """Slicer stores overlapping segments on separate layers (components), label values may repeat."""
+    ct = _ct()
+    shape = ct.GetSize()[::-1]
+    kidney = np.zeros(shape, dtype=np.uint8)
+    kidney[2:9, 3:15, 4:18] = 1
+    tumour = np.zeros(shape, dtype=np.uint8)
+    tumour[4:7, 6:10, 8:12] = 1  # inside the kidney: overlaps
+    img = sitk.GetImageFromArray(np.stack([kidney, tumour], axis=-1), isVector=True)
+    img.CopyInformation(ct)
+    for n, name in enumerate(["Kidney", "Tumor"]):
+        img.SetMetaData(f"Segment{n}_Name", name)
+        img.SetMetaData(f"Segment{n}_LabelValue", "1")
+        img.SetMetaData(f"Segment{n}_Layer", str(n))
+    path = tmp_path / "layers.seg.nrrd"
+    sitk.WriteImage(img, str(path), True)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_mask(path, segment="tumor")), tumour)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_mask(path, segment="kidney")), kidney)
+    with pytest.raises(ImageError, match="several layers"):
+        read_mask(path, label=1)
