@@ -357,3 +357,25 @@ def test_slicer_overlapping_segments_on_layers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_mask(path, segment="kidney")), kidney)
     with pytest.raises(ImageError, match="several layers"):
         read_mask(path, label=1)
+
+
+def test_validate_wants_the_phase_a_seg_was_drawn_on(tmp_path: Path) -> None:
+    """A SEG of the nephrographic series: usable with mask_phase nephrographic, refused as arterial."""
+    from rccgrade.cohort.settings import CohortSettings
+    from rccgrade.cohort.validate import validate_cohort
+    from rccgrade.parallel import ParallelSettings
+
+    art = write_dicom_series(_ct(), tmp_path / "art", patient_id="PX", series_description="art")
+    neph_img = _ct(size=(20, 18, 10), spacing=(1.2, 1.2, 3.0), origin=(-12.0, -10.0, -9.0), rot=(5.0, -10.0))
+    neph_folder = write_dicom_series(neph_img, tmp_path / "neph", patient_id="PX", series_description="neph")
+    neph = read_dicom_series(neph_folder)
+    _write_seg(neph_folder, _sphere(neph, _centre_of(neph), 6.0), tmp_path / "seg.dcm", ["Tumor"])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"patient_id,arterial,nephrographic,mask,grade\nPX,{art.name},{neph_folder.name},seg.dcm,3\n")
+    serial = ParallelSettings(backend="serial")
+    phases = ["arterial", "nephrographic"]
+    ok = validate_cohort(manifest, settings=CohortSettings(phases=phases, mask_phase="nephrographic"), parallel=serial)
+    assert ok.ok, ok.problems
+    wrong = validate_cohort(manifest, settings=CohortSettings(phases=phases), parallel=serial)
+    assert wrong.codes("PX") == {"mask_unreadable"}
+    assert "drawn on series" in wrong.problems["message"].iloc[0]

@@ -232,6 +232,7 @@ def read_dicom_seg(
     label: int | None = None,
     reference: sitk.Image | None = None,
     patient_id: str | None = None,
+    reference_series_uid: str | None = None,
 ) -> sitk.Image:
     """One segment of a DICOM-SEG as a uint8 {0,1} image (on ``reference``'s grid when given).
 
@@ -250,6 +251,8 @@ def read_dicom_seg(
     chosen = select_segment(
         dicom_seg_segments(seg), segment=segment, label=label, patient_id=patient_id, path=path, what=what
     )
+    referenced = [str(r.SeriesInstanceUID) for r in getattr(seg, "ReferencedSeriesSequence", []) or []]
+    _check_drawn_on(referenced, reference_series_uid, patient_id=patient_id, path=path, what=what)
     try:
         volume = seg.get_volume(segment_numbers=[chosen.number], combine_segments=True, relabel=True)
     except (ValueError, RuntimeError) as exc:
@@ -295,6 +298,19 @@ def _referenced_series(ds: object) -> list[str]:
             for series in getattr(study, "RTReferencedSeriesSequence", []):
                 uids.append(str(series.SeriesInstanceUID))
     return uids
+
+
+def _check_drawn_on(
+    referenced: list[str], reference_series_uid: str | None, *, patient_id: str | None, path: Path, what: str
+) -> None:
+    if reference_series_uid and referenced and reference_series_uid not in referenced:
+        raise ImageError(
+            f"{what} was drawn on series {', '.join(referenced)}, but the mask phase image is series "
+            f"{reference_series_uid}; set the mask phase (cohort.mask_phase / --mask-phase) to the phase of the "
+            "series it was drawn on",
+            patient_id=patient_id,
+            path=path,
+        )
 
 
 def _find_reference(path: Path, series_uids: list[str], patient_id: str | None) -> sitk.Image:
@@ -369,6 +385,7 @@ def read_rtstruct(
     label: int | None = None,
     reference: sitk.Image | None = None,
     patient_id: str | None = None,
+    reference_series_uid: str | None = None,
 ) -> sitk.Image:
     """One ROI of an RTSTRUCT rasterised onto ``reference`` (or the referenced series found nearby)."""
     import pydicom
@@ -384,6 +401,7 @@ def read_rtstruct(
     chosen = select_segment(
         rtstruct_segments(ds), segment=segment, label=label, patient_id=patient_id, path=path, what=what
     )
+    _check_drawn_on(_referenced_series(ds), reference_series_uid, patient_id=patient_id, path=path, what=what)
     contours: list[np.ndarray] = []
     for roi in getattr(ds, "ROIContourSequence", []):
         if int(roi.ReferencedROINumber) != chosen.number:
@@ -495,6 +513,7 @@ def read_structured_mask(
     label: int | None = None,
     reference: sitk.Image | None = None,
     patient_id: str | None = None,
+    reference_series_uid: str | None = None,
 ) -> sitk.Image:
     """Read a DICOM-SEG, RTSTRUCT or Slicer ``.seg.nrrd`` segment as a uint8 {0,1} mask.
 
@@ -506,16 +525,33 @@ def read_structured_mask(
             for RTSTRUCT, which has no grid of its own; without it the referenced series is
             searched beside the file).
         patient_id: Named in errors.
+        reference_series_uid: SeriesInstanceUID of ``reference`` when known (a DICOM series): a
+            DICOM-SEG / RTSTRUCT drawn on another series is refused.
 
     Raises:
         ImageError: unreadable file, segment not found (listing those present), empty segment,
+            drawn on another series than ``reference_series_uid``,
             contours off the reference's slices, segment outside the reference image.
     """
     kind = mask_kind(path)
     if kind == "seg":
-        return read_dicom_seg(path, segment=segment, label=label, reference=reference, patient_id=patient_id)
+        return read_dicom_seg(
+            path,
+            segment=segment,
+            label=label,
+            reference=reference,
+            patient_id=patient_id,
+            reference_series_uid=reference_series_uid,
+        )
     if kind == "rtstruct":
-        return read_rtstruct(path, segment=segment, label=label, reference=reference, patient_id=patient_id)
+        return read_rtstruct(
+            path,
+            segment=segment,
+            label=label,
+            reference=reference,
+            patient_id=patient_id,
+            reference_series_uid=reference_series_uid,
+        )
     if kind == "slicer":
         return read_slicer_seg(path, segment=segment, label=label, reference=reference, patient_id=patient_id)
     raise ImageError(

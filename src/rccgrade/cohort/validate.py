@@ -325,6 +325,7 @@ class _Checker:
                 label=case.label if case.label is not None else self.options.label,
                 reference=ref.image if ref is not None else None,
                 patient_id=case.patient_id,
+                reference_series_uid=ref.chosen_uid if ref is not None else None,
             )
         except ImageError as exc:
             self.add("mask_unreadable", exc.message, case.mask)
