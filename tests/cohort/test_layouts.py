@@ -151,3 +151,26 @@ def test_nnunet_refuses_a_wrong_channel_count(tmp_path: Path) -> None:
     _nnunet(tmp_path / "ds")
     with pytest.raises(CohortError, match="3 channel"):
         import_nnunet(tmp_path / "ds", channels=["arterial", "excretory"])
+
+
+def test_nnunet_v1_labels_and_explicit_tumour_label(tmp_path: Path) -> None:
+    root = tmp_path / "Task001"
+    _nnunet(root, n=1)
+    three = {"0": "CT", "1": "CT", "2": "CT"}
+    phases = ["arterial", "nephrographic", "excretory"]
+    # v1 layout: "labels" maps value -> name
+    (root / "dataset.json").write_text(
+        json.dumps({"modality": three, "labels": {"0": "background", "1": "kidney", "2": "Kidney Tumour"}})
+    )
+    assert list(import_nnunet(root, channels=phases).manifest["label"]) == [2]
+    # no label named like a tumour: the user must say which
+    (root / "dataset.json").write_text(json.dumps({"modality": three, "labels": {"0": "bg", "1": "a", "2": "b"}}))
+    with pytest.raises(CohortError, match="tumour label"):
+        import_nnunet(root, channels=phases)
+    assert list(import_nnunet(root, channels=phases, tumour_label=2).manifest["label"]) == [2]
+    with pytest.raises(CohortError, match="label 5 is not in"):
+        import_nnunet(root, channels=phases, tumour_label=5)
+    # one channel declared but three files per case: the case is skipped, with the reason
+    (root / "dataset.json").write_text(json.dumps({"modality": {"0": "CT"}, "labels": {"2": "tumor"}}))
+    result = import_nnunet(root, channels=["arterial"])
+    assert result.manifest.empty and "unexpected" in result.skipped["RCC_000"]
