@@ -349,8 +349,6 @@ def rasterise_contours(
     out = np.zeros((size[2], size[1], size[0]), dtype=bool)
     inverse = np.linalg.inv(_grid_matrix(reference))
     origin = np.asarray(reference.GetOrigin(), dtype=float)
-    yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
-    centres = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
     for points in contours:
         idx = (points - origin) @ inverse.T  # continuous (x, y, z) indices
         z = idx[:, 2]
@@ -372,9 +370,16 @@ def rasterise_contours(
             )
         if len(points) < 3:
             continue
+        # only the voxel centres in the polygon's bounding box can be inside
+        x0, y0 = (max(0, int(np.ceil(v))) for v in idx[:, :2].min(axis=0))
+        x1, y1 = (min(n - 1, int(np.floor(v))) for v, n in zip(idx[:, :2].max(axis=0), size[:2], strict=True))
+        if x1 < x0 or y1 < y0:
+            continue
+        yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+        centres = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
         ring = np.vstack([idx[:, :2], idx[:1, :2]])  # closed=True drops the last vertex: repeat the first
-        inside = PolyPath(ring, closed=True).contains_points(centres).reshape(size[1], size[0])
-        out[k] ^= inside
+        inside = PolyPath(ring, closed=True).contains_points(centres).reshape(yy.shape)
+        out[k, y0 : y1 + 1, x0 : x1 + 1] ^= inside
     return out.astype(np.uint8)
 
 
