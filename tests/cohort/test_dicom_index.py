@@ -72,7 +72,7 @@ def _export(root: Path) -> dict[str, dict[str, str]]:
         rng,
     )
     # abbreviations, every series in one flat folder, a DICOM-SEG drawn on the PV series
-    pv_uid = uid("series", "P003", uid("study", "P003"), "PV", 3)
+    pv_uid = uid("series", "P003", uid("study", "P003"), "PV", 4)
     referenced = Dataset()
     referenced.SeriesInstanceUID = pv_uid
     seg = Series("Tumour SEG", n=1, sop_class=SEG, modality="SEG", extra={"ReferencedSeriesSequence": [referenced]})
@@ -81,6 +81,7 @@ def _export(root: Path) -> dict[str, dict[str, str]]:
         "P003",
         [
             scout,
+            Series("Abdomen 5.0", value=40, acq_time="135800"),  # untagged and first: the native scan
             Series("ART", value=VALUES["arterial"], acq_time="140000", contrast="Iomeprol"),
             Series("PV", value=VALUES["nephrographic"], acq_time="140100", contrast="Iomeprol"),
             Series("DEL", value=VALUES["excretory"], acq_time="140500", contrast="Iomeprol"),
@@ -160,8 +161,9 @@ def test_excluded_series_carry_their_reason(indexed) -> None:
     assert reasons[("P001", "Key Images")] == ("excluded", "secondary_capture")
     assert reasons[("P002", "Portalvenös gekippt")] == ("excluded", "gantry_tilt")
     assert reasons[("P002", "Nativ")] == ("excluded", "non_contrast")
+    assert reasons[("P003", "Abdomen 5.0")] == ("excluded", "non_contrast")  # from the contrast tags
     # every series written is accounted for exactly once
-    assert len(reasons) == 8 + 7 + 6 + 4
+    assert len(reasons) == 8 + 7 + 7 + 4
     assert reasons[("P003", "Tumour SEG")] == ("excluded", "segmentation")
     skipped = _rows(paths["skipped"])
     assert [Path(r["file"]).name for r in skipped] == ["README.TXT"]

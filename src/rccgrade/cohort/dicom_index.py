@@ -510,13 +510,45 @@ def _index_study(
             first.acquisition_time, first.bolus_start, first.description, first.protocol
         )
         pre.append((rec, first, kw, words, delay_phase, delay_s, delay_src))
-    contrast = [item for item in pre if item[2] != pr.NATIVE]
+    # contrast tags: where the study's series carry ContrastBolusAgent, an untagged series without phase words
+    # or delay, acquired before every tagged one, is the non-contrast scan (low confidence, flagged)
+    tagged = [item[0].acquisition_time for item in pre if item[1].contrast_agent]
+    untagged_native = {
+        item[0].series_uid
+        for item in pre
+        if tagged
+        and None not in tagged
+        and not item[1].contrast_agent
+        and item[2] is None
+        and item[4] is None
+        and item[0].acquisition_time is not None
+        and item[0].acquisition_time < min(t for t in tagged if t is not None)
+    }
+    contrast = [item for item in pre if item[2] != pr.NATIVE and item[0].series_uid not in untagged_native]
     acq_times = sorted(
         {round(item[0].acquisition_time, 0) for item in contrast if item[0].acquisition_time is not None}
     )
     review: list[str] = []
     decided: list[SeriesRecord] = []
     for rec, first, kw, words, delay_phase, delay_s, delay_src in pre:
+        if rec.series_uid in untagged_native:
+            evidence = (
+                "no ContrastBolusAgent while the study's other series have one, and acquired before them; "
+                "no phase words"
+            )
+            review.append(f"series {rec.series_number} '{rec.description}' taken as non-contrast ({evidence})")
+            decided.append(
+                replace(
+                    rec,
+                    status="excluded",
+                    reason="non_contrast",
+                    detail="non-contrast series (from the contrast tags)",
+                    phase=pr.NATIVE,
+                    confidence="low",
+                    evidence=evidence,
+                )
+            )
+            continue
         if kw == pr.NATIVE:
             rank: int | None = None
             order_phase, order_text = None, "native series"
