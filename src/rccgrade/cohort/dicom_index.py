@@ -17,7 +17,8 @@ Steps:
    ``inconsistent_geometry``, ``gantry_tilt``, ``duplicate_slices``, ``uneven_spacing``,
    ``reformat`` (MIP/MinIP/VRT/3D), ``non_contrast``.
 4. **Phase** of each remaining series from the evidence of :mod:`rccgrade.cohort.phase_rules`
-   (keywords, delay after bolus, acquisition order), with a confidence.
+   (keywords, delay after bolus, acquisition order), with a confidence; where the study's series carry
+   ContrastBolusAgent, an untagged series without phase words acquired before them is the native scan.
 5. **Choice** among several series of one phase (reconstructions), by the rule
    :data:`CHOICE_RULE`; the others are recorded as alternatives.
 6. **Output**: one draft manifest row per study, readable by ``rccgrade validate`` (phase columns
