@@ -70,6 +70,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 # (module, function, command name): each stage's command lives beside its code.
 _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.cohort.cli", "validate_command", "validate"),
+    ("rccgrade.cohort.index_cli", "index_command", "index"),
+    ("rccgrade.cohort.index_cli", "lesions_command", "lesions"),
+    ("rccgrade.cohort.index_cli", "import_kits_command", "import-kits"),
+    ("rccgrade.cohort.index_cli", "import_nnunet_command", "import-nnunet"),
     ("rccgrade.synth.cli", "synth_command", "synth"),
     ("rccgrade.preprocess.cli", "preprocess_command", "preprocess"),
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),

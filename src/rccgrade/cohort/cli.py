@@ -21,6 +21,9 @@ def validate_command(
         ..., help="Manifest CSV (patient_id, arterial, nephrographic, excretory, mask, grade …)."
     ),
     label: int | None = typer.Option(None, "--label", help="Tumour label value in multi-label masks."),
+    mask_segment: str | None = typer.Option(
+        None, "--mask-segment", help="Tumour segment/ROI name in DICOM-SEG, RTSTRUCT or .seg.nrrd masks."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Where to write the per-case table [default: ./validation.csv]."
     ),
@@ -36,7 +39,9 @@ def validate_command(
     Prints a table, writes validation.csv and exits with code 1 if any case is unusable.
     """
     console = Console()
-    settings = CohortSettings(mask_phase=mask_phase, label=label, require_labels=not no_labels)
+    settings = CohortSettings(
+        mask_phase=mask_phase, label=label, mask_segment=mask_segment, require_labels=not no_labels
+    )
     parallel = local_parallel(workers)
     with case_progress("validating", console) as progress:
         report = validate_cohort(

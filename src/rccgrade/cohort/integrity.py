@@ -15,6 +15,8 @@ Image rules (code — severity):
     ``multiple_series`` — warning (DICOM folder with several series and no series UID given)
     ``mask_empty``, ``mask_not_binary`` — error
     ``mask_geometry_mismatch`` — error (size/spacing/origin/direction differ from the mask phase)
+    ``mask_unreadable`` — error (DICOM-SEG / RTSTRUCT / .seg.nrrd: segment absent, off the mask phase grid …)
+    ``multiple_lesions`` — warning (error with ``cohort.lesions: error``): count and volumes of the lesions
     ``phases_no_overlap`` — error (physical extents of two phases do not intersect)
     ``nonfinite_voxels`` — error: an image with no finite voxel, any NaN/±inf voxel inside the tumour mask, or
     more than ``max_nonfinite_fraction`` of the voxels (warning below it)
@@ -51,7 +53,9 @@ from rccgrade.cohort.io import (
     read_dicom_series,
     read_image_information,
 )
+from rccgrade.cohort.lesions import find_lesions
 from rccgrade.cohort.manifest import NO_PATH
+from rccgrade.cohort.masks import is_structured_mask, read_structured_mask
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, ClinicalKind, Problem
 from rccgrade.errors import ImageError
@@ -71,6 +75,8 @@ class CheckOptions:
         direction_atol: Tolerance on direction cosines.
         min_slices: Fewest voxels along every axis (``not_3d`` below).
         max_nonfinite_fraction: Largest fraction of NaN/±inf voxels outside the mask that is only a warning.
+        lesions: Lesion policy (``error`` makes ``multiple_lesions`` an error, else a warning).
+        min_lesion_volume_mm3: Smaller connected components are specks, not lesions.
     """
 
     phases: tuple[str, ...] = ("arterial", "nephrographic", "excretory")
@@ -80,6 +86,8 @@ class CheckOptions:
     direction_atol: float = 1e-3
     min_slices: int = 3
     max_nonfinite_fraction: float = 0.0
+    lesions: str = "largest"
+    min_lesion_volume_mm3: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: CohortSettings, label: int | None = None) -> CheckOptions:
@@ -92,6 +100,8 @@ class CheckOptions:
             direction_atol=settings.direction_atol,
             min_slices=settings.min_slices,
             max_nonfinite_fraction=settings.max_nonfinite_fraction,
+            lesions=settings.lesions,
+            min_lesion_volume_mm3=settings.min_lesion_volume_mm3,
         )
 
 
@@ -116,6 +126,15 @@ class _Volume:
             self.geometry = image_geometry(self._image)
         else:
             self.geometry = read_image_information(path, patient_id=patient_id)
+
+    @classmethod
+    def from_image(cls, path: Path, patient_id: str, image: sitk.Image) -> _Volume:
+        """A volume already in memory (a mask decoded by cohort.masks)."""
+        vol = cls.__new__(cls)
+        vol.path, vol.patient_id, vol.series_uid, vol.n_series, vol.chosen_uid = path, patient_id, None, 1, None
+        vol._image = image
+        vol.geometry = image_geometry(image)
+        return vol
 
     @property
     def image(self) -> sitk.Image:
@@ -346,6 +365,45 @@ class _Checker:
                 vol.path,
             )
 
+    # -- hospital masks and lesions (issue 15) -----------------------------------------------
+    def open_structured_mask(self, ref: _Volume | None) -> _Volume | None:
+        """A DICOM-SEG / RTSTRUCT / Slicer mask, read onto the mask phase's grid (see cohort.masks)."""
+        case = self.case
+        try:
+            image = read_structured_mask(
+                case.mask,
+                segment=case.mask_segment,
+                label=case.label if case.label is not None else self.options.label,
+                reference=ref.image if ref is not None else None,
+                patient_id=case.patient_id,
+                reference_series_uid=ref.chosen_uid if ref is not None else None,
+            )
+        except ImageError as exc:
+            self.add("mask_unreadable", exc.message, case.mask)
+            return None
+        return _Volume.from_image(Path(case.mask), case.patient_id, image)
+
+    def check_lesions(self, vol: _Volume) -> None:
+        label = self.case.label if self.case.label is not None else self.options.label
+        arr = sitk.GetArrayViewFromImage(vol.image)
+        if label is not None and not is_structured_mask(vol.path):
+            mask = sitk.GetImageFromArray((arr == label).astype(np.uint8))
+            mask.CopyInformation(vol.image)
+        elif np.count_nonzero(np.unique(arr)) > 1:
+            return  # not binary and no label: reported by check_mask
+        else:
+            mask = vol.image
+        found = find_lesions(mask, min_volume_mm3=self.options.min_lesion_volume_mm3)
+        if found.count > 1:
+            self.add(
+                "multiple_lesions",
+                f"mask holds {found.describe()}; shape features of a multi-lesion mask are meaningless. Run "
+                "'rccgrade lesions MANIFEST --out DIR --policy largest' (or 'each': one row per lesion) to write "
+                "one-lesion masks",
+                vol.path,
+                severity="error" if self.options.lesions == "error" else "warning",
+            )
+
     # -- driver -----------------------------------------------------------------------------
     def run(self) -> list[Problem]:
         case = self.case
@@ -357,10 +415,12 @@ class _Checker:
         mask_vol = None
         tumour: np.ndarray | None = None
         if case.mask != NO_PATH:
-            got = self.guarded("mask reading", case.mask, self.open, "mask", Path(case.mask))
+            opener = (self.open_structured_mask, vols.get(case.mask_phase)) if is_structured_mask(case.mask) else None
+            got = self.guarded("mask reading", case.mask, *(opener or (self.open, "mask", Path(case.mask))))
             mask_vol = got if isinstance(got, _Volume) else None
         if mask_vol is not None:
             content = self.guarded("mask content", mask_vol.path, self.check_mask, mask_vol)
+            self.guarded("lesion count", mask_vol.path, self.check_lesions, mask_vol)
             ref = vols.get(case.mask_phase)
             if ref is not None:
                 n_before = len(self.problems)

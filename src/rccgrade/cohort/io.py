@@ -548,14 +548,33 @@ def read_mask(
     patient_id: str | None = None,
     series_uid: str | None = None,
     label: int | None = None,
+    segment: str | None = None,
+    reference: sitk.Image | None = None,
 ) -> sitk.Image:
     """Read a tumour mask as a uint8 {0, 1} image (see :func:`binarize_mask`).
+
+    DICOM-SEG, RTSTRUCT and Slicer ``.seg.nrrd`` files go to :mod:`rccgrade.cohort.masks`, which
+    chooses the segment by name (``segment``) or number (``label``) and places it on the grid of
+    ``reference`` (the mask phase image) when given.
 
     Raises:
         ImageError: missing, unreadable, empty, not binary without ``label``, or ``label`` absent.
     """
     path = Path(path)
     _check_exists(path, patient_id, "mask")
+    from rccgrade.cohort import masks
+
+    if masks.is_structured_mask(path):
+        return masks.read_structured_mask(
+            path, segment=segment, label=label, reference=reference, patient_id=patient_id
+        )
+    if segment is not None:
+        raise ImageError(
+            f"mask segment '{segment}' requested, but the mask is a plain label image without segment names; "
+            "choose its label value with the label column (or --label) instead",
+            patient_id=patient_id,
+            path=path,
+        )
     if path.is_dir():
         uid, files = choose_series(path, series_uid=series_uid, patient_id=patient_id)
         reader = sitk.ImageSeriesReader()

@@ -34,10 +34,18 @@ NO_PATH = Path("")
 
 LABEL_COLUMNS: tuple[str, ...] = ("grade", "high_grade", "split", "center", "label")
 SPLITS: frozenset[str] = frozenset({"train", "test"})
+# written by `rccgrade index` / `import-*` for a human to check (never clinical variables), and mask_segment
+ANNOTATION_COLUMNS: tuple[str, ...] = (
+    "mask_segment",
+    "needs_review",
+    "phase_confidence",
+    "phase_evidence",
+    "source_patient_id",
+)
 
 
 def _reserved(phases: list[str]) -> set[str]:
-    names = {"patient_id", "mask", *LABEL_COLUMNS, "mask_series_uid"}
+    names = {"patient_id", "mask", *LABEL_COLUMNS, "mask_series_uid", *ANNOTATION_COLUMNS}
     for phase in (*PHASES, *phases):
         names.add(phase)
         names.add(f"{phase}_series_uid")
@@ -383,6 +391,7 @@ def load_cohort(
                 center=_cell(rec.get("center")),
                 clinical=clinical,
                 label=label,
+                mask_segment=_cell(rec.get("mask_segment")) or settings.mask_segment,
                 series_uids=series_uids,
                 row=line,
             )

@@ -37,6 +37,12 @@ class CohortSettings(BaseModel):
         mask_phase: Phase the masks were drawn on.
         label: Tumour label in multi-label masks (None: mask must be binary). A manifest
             ``label`` column overrides it per case.
+        mask_segment: Tumour segment / ROI name in DICOM-SEG, RTSTRUCT or Slicer masks (case-insensitive);
+            a manifest ``mask_segment`` column overrides it per case.
+        lesions: What a mask with several lesions means: ``largest`` / ``each`` (``rccgrade lesions``
+            keeps the largest or writes one row per lesion; validate warns) or ``error`` (validate
+            refuses the case).
+        min_lesion_volume_mm3: Connected components smaller than this are specks, not lesions.
         clinical_types: Clinical column → numeric/categorical; others are inferred.
         clinical_columns: Clinical columns to use (None: every non-reserved column).
         phases: Phases every case must have (manifest columns of the same names).
@@ -67,6 +73,9 @@ class CohortSettings(BaseModel):
     clinical_csv: Path | None = None
     mask_phase: str = "arterial"
     label: int | None = None
+    mask_segment: str | None = None
+    lesions: Literal["largest", "each", "error"] = "largest"
+    min_lesion_volume_mm3: float = Field(10.0, ge=0)
     clinical_types: dict[str, Literal["numeric", "categorical"]] = {}
     clinical_columns: list[str] | None = None
     phases: list[str] = ["arterial", "nephrographic", "excretory"]

@@ -34,6 +34,8 @@ class Case:
         center: Centre / scanner label, or None.
         clinical: Clinical variable name → value (float, str or None when missing).
         label: Label value of the tumour in a multi-label mask, or None for a binary mask.
+        mask_segment: Segment / ROI name of the tumour in a DICOM-SEG, RTSTRUCT or Slicer
+            ``.seg.nrrd`` mask (see :mod:`rccgrade.cohort.masks`), or None.
         series_uids: Phase → DICOM SeriesInstanceUID to read when a folder holds several series
             (key ``"mask"`` for a DICOM mask folder).
         row: Line of the manifest this case came from (header = line 1), or None for cases built
@@ -50,6 +52,7 @@ class Case:
     center: str | None = None
     clinical: dict[str, float | str | None] = field(default_factory=dict)
     label: int | None = None
+    mask_segment: str | None = None
     series_uids: dict[str, str] = field(default_factory=dict)
     row: int | None = None
 

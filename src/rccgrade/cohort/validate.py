@@ -14,7 +14,8 @@ Rules (code — severity):
     ``label_conflict``, ``split_invalid``, ``label_invalid``, ``clinical_wrong_type`` — error
     the image rules of :mod:`rccgrade.cohort.integrity` (``file_missing``, ``unreadable``, ``truncated``,
     ``not_3d``, ``not_scalar``, ``multiple_series``, ``mask_empty``, ``mask_not_binary``,
-    ``mask_geometry_mismatch``, ``phases_no_overlap``, ``nonfinite_voxels``, ``not_hu``, ``check_failed``)
+    ``mask_geometry_mismatch``, ``mask_unreadable``, ``multiple_lesions``, ``phases_no_overlap``,
+    ``nonfinite_voxels``, ``not_hu``, ``check_failed``)
     and its clinical-value rules (``clinical_not_finite``, ``clinical_out_of_range``) — the same code that
     ``rccgrade predict`` runs before computing any feature.
 """

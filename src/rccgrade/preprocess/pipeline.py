@@ -183,7 +183,8 @@ def case_cache_key(case: Case, settings: PreprocessSettings) -> str:
         case.patient_id,
         _settings_key(settings),
         inputs,
-        {"mask_phase": case.mask_phase, "label": case.label, "series": dict(sorted(case.series_uids.items()))},
+        {"mask_phase": case.mask_phase, "label": case.label, "series": dict(sorted(case.series_uids.items()))}
+        | ({"segment": case.mask_segment} if case.mask_segment else {}),
         length=24,
     )
 
@@ -237,7 +238,14 @@ def _same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
 def _read_mask(case: Case, fixed: sitk.Image, orientation: str) -> sitk.Image:
     from rccgrade.cohort.io import read_mask
 
-    mask = read_mask(case.mask, patient_id=case.patient_id, series_uid=case.series_uids.get("mask"), label=case.label)
+    mask = read_mask(
+        case.mask,
+        patient_id=case.patient_id,
+        series_uid=case.series_uids.get("mask"),
+        label=case.label,
+        segment=case.mask_segment,
+        reference=fixed,
+    )
     mask = snap_geometry(to_canonical(mask, orientation))
     if _same_grid(mask, fixed):
         mask.CopyInformation(fixed)
