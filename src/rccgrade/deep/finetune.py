@@ -224,7 +224,7 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
 
     def _embed(self, X: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Patient-level (mean over slices) pooled features and probabilities of high grade."""
-        from rccgrade.deep.features import embed_slices
+        from rccgrade.deep.embed import embed_slices
 
         if not hasattr(self, "model_"):
             raise ModelError("CNNFineTuner is not fitted; call fit first")

@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from rccgrade.errors import ModelError
 from rccgrade.features.harmonize import ComBat, combat_fit
+from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,6 @@ def _as_frame(X: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         raise ModelError(f"expected a 2-D feature matrix, got shape {arr.shape}")
     cols = list(names) if names is not None and len(names) == arr.shape[1] else [f"x{i}" for i in range(arr.shape[1])]
     return pd.DataFrame(arr, columns=cols)
-
-
-def _numeric_matrix(X: pd.DataFrame, step: str) -> np.ndarray:
-    """Float matrix of a complete numeric DataFrame; a clear error when values are missing."""
-    try:
-        arr = X.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(
-            f"{step} needs numeric features; put a TabularPreprocessor (one-hot encoding) before it ({exc})"
-        ) from None
-    if not np.all(np.isfinite(arr)):
-        bad = X.columns[~np.all(np.isfinite(arr), axis=0)].tolist()
-        raise ModelError(
-            f"{step} got missing or infinite values in {bad[:5]}; put a TabularPreprocessor (imputation) before it"
-        )
-    return arr
 
 
 def _binary_labels(y: Any, step: str) -> np.ndarray:

@@ -152,7 +152,7 @@ def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
     if trained_phases:
         # new patients may lack a phase (e.g. no excretory scan): read the phases present; preprocessing fills
         # the missing channels with its documented strategy, and a stage that needs a missing phase says so
-        from rccgrade.external import manifest_phases
+        from rccgrade.cohort.manifest_info import manifest_phases
 
         present = manifest_phases(manifest)
         kept = [p for p in trained_phases if p in present]
