@@ -31,8 +31,14 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from rccgrade.cohort.types import Cohort
 from rccgrade.errors import ConfigError, ModelError
+from rccgrade.features.clinical import clinical_table  # noqa: F401 - re-exported
+from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' home is features.naming
+    SINGLE_SOURCES,
+    deep_rois,
+    expand_sources,
+    source_prefix,
+)
 from rccgrade.features.selection import (
     ComBat,
     CorrelationFilter,
@@ -54,59 +60,12 @@ from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, st
 
 log = logging.getLogger(__name__)
 
-SINGLE_SOURCES: dict[str, str] = {"clinical": "clin:", "radiomics": "rad:"}
-"""Arm / source name → column prefix (``deep:<roi>`` → ``deep:<roi>:``)."""
-
 _EPS = 1e-6
-
-
-# --------------------------------------------------------------------------------------------------
-# clinical features
-# --------------------------------------------------------------------------------------------------
-
-
-def clinical_table(cohort: Cohort) -> pd.DataFrame:
-    """The cohort's clinical variables as a FeatureTable (``clin:<name>`` columns).
-
-    Numeric variables stay float64 (NaN when missing); categorical ones keep the ``category`` dtype —
-    imputation and one-hot encoding happen inside each model's pipeline, fitted on training patients.
-    """
-    frame = cohort.clinical_frame().copy()
-    frame.columns = [f"clin:{c}" for c in frame.columns]
-    frame.index = frame.index.astype(str)
-    frame.index.name = "patient_id"
-    return validate_table(frame)
 
 
 # --------------------------------------------------------------------------------------------------
 # arm construction
 # --------------------------------------------------------------------------------------------------
-
-
-def deep_rois(columns: Sequence[str]) -> list[str]:
-    """ROI names present among ``deep:<roi>:<feature>`` columns, sorted."""
-    return sorted({c.split(":")[1] for c in columns if c.startswith("deep:") and c.count(":") >= 2})
-
-
-def expand_sources(names: Sequence[str], columns: Sequence[str]) -> list[str]:
-    """Replace ``deep:*`` by one ``deep:<roi>`` per ROI in ``columns`` (order kept, duplicates removed)."""
-    out: list[str] = []
-    for name in names:
-        items = [f"deep:{roi}" for roi in deep_rois(columns)] if name == "deep:*" else [name]
-        out.extend(i for i in items if i not in out)
-    return out
-
-
-def source_prefix(source: str) -> str:
-    """Column prefix of a source (``clinical`` → ``clin:``, ``deep:box`` → ``deep:box:``)."""
-    if source in SINGLE_SOURCES:
-        return SINGLE_SOURCES[source]
-    if source.startswith("deep:") and source.count(":") == 1 and len(source) > 5:
-        return source + ":"
-    raise ConfigError(
-        f"unknown feature source {source!r}; use 'clinical', 'radiomics', 'deep:<roi>' or 'deep:*' "
-        "(models.arms / models.combined_sources)"
-    )
 
 
 def arm_sources(arm: str, settings: ModelSettings, columns: Sequence[str]) -> list[str]:
