@@ -51,10 +51,10 @@ def _dims_text(dims: Mapping[str, int]) -> str:
     """``{"box": 2048, "tumour": 2048}`` → ``2048-d``; different sizes per ROI are listed."""
     sizes = sorted(set(dims.values()))
     if not sizes:
-        return "pooled"
+        return "no"
     if len(sizes) == 1:
         return f"{sizes[0]}-d"
-    return "pooled (" + ", ".join(f"{roi}: {d}-d" for roi, d in dims.items()) + ")"
+    return "(" + ", ".join(f"{roi}: {d}-d" for roi, d in dims.items()) + ")"
 
 
 def methods_paragraphs(
@@ -87,7 +87,7 @@ def methods_paragraphs(
         else "phases were assumed aligned (no registration)"
     )
     deep_text = (
-        f"Deep features: {deep.arch} ({deep.mode}; weights {deep.weights}), {_dims_text(deep_dims)} features per "
+        f"Deep features: {deep.arch} ({deep.mode}; weights {deep.weights}), {_dims_text(deep_dims)} pooled features per "
         "ROI setting" + (" (out-of-fold for training patients)." if deep.mode == "finetune" else ".")
         if deep_dims is not None
         else "Deep features: not used."
