@@ -87,8 +87,8 @@ def methods_paragraphs(
         else "phases were assumed aligned (no registration)"
     )
     deep_text = (
-        f"Deep features: {deep.arch} ({deep.mode}; weights {deep.weights}), {_dims_text(deep_dims)} pooled features per "
-        "ROI setting" + (" (out-of-fold for training patients)." if deep.mode == "finetune" else ".")
+        f"Deep features: {deep.arch} ({deep.mode}; weights {deep.weights}), {_dims_text(deep_dims)} pooled "
+        "features per ROI setting" + (" (out-of-fold for training patients)." if deep.mode == "finetune" else ".")
         if deep_dims is not None
         else "Deep features: not used."
     )

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rccgrade.config import StudyConfig
 from rccgrade.errors import ConfigError
-from rccgrade.features.naming import check_arm
+from rccgrade.features.naming import DEEP, FUSION_ARMS, check_arm, is_deep
 from rccgrade.models.settings import ModelSettings
 from rccgrade.safepath import check_identifier
 
@@ -73,13 +73,14 @@ def check_run_name(name: str) -> None:
 
 
 def needs_source(config: StudyConfig, source: str) -> bool:
-    """Whether any configured arm uses ``source`` (``clinical``, ``radiomics`` or ``deep``)."""
-    arms = config.models.arms
-    combined = any(a in ("combined", "stacked") for a in arms)
-    fused = config.models.combined_sources
-    if source == "deep":
-        return any(a.startswith("deep") for a in arms) or (combined and any(s.startswith("deep") for s in fused))
-    return source in arms or (combined and source in fused)
+    """Whether any configured arm uses ``source`` kind (``clinical``, ``radiomics`` or ``deep``).
+
+    A single-source arm uses its own source; ``combined`` and ``stacked`` use ``models.combined_sources``.
+    """
+    arms = list(config.models.arms)
+    if any(a in FUSION_ARMS for a in arms):
+        arms += list(config.models.combined_sources)
+    return source in {DEEP if is_deep(a) else a for a in arms}
 
 
 def _train_part(m: int, k: int) -> int:
