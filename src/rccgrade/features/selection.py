@@ -26,12 +26,14 @@ from sklearn.model_selection import StratifiedKFold
 
 from rccgrade.errors import ModelError
 from rccgrade.features.harmonize import ComBat, combat_fit
+from rccgrade.features.matrix import BinaryTargetMixin
 from rccgrade.features.matrix import FrameSelector as _FrameSelector
 from rccgrade.features.matrix import as_frame as _as_frame
 from rccgrade.features.matrix import binary_labels as _binary_labels
 from rccgrade.features.matrix import is_categorical_dtype as _is_categorical_dtype
 from rccgrade.features.matrix import numeric_block as _numeric_block
 from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
+from rccgrade.features.matrix import output_like as _output_like
 from rccgrade.features.scores import abs_corr as _abs_corr
 from rccgrade.features.scores import icc_mapping, univariate_auc, univariate_pvalues
 from rccgrade.features.union import PrefixPCA, SourceUnion
@@ -121,9 +123,16 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             names.extend(f"{col}={lvl}" for lvl in self.levels_[col][1:])
         return np.asarray(names, dtype=object)
 
+    def __sklearn_tags__(self) -> Any:
+        """Missing values are what this step is for (it imputes them)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
     def transform(self, X: Any) -> pd.DataFrame:
-        """Impute and encode; returns a float64 DataFrame with the input's index."""
-        X = _as_frame(X, list(self.feature_names_in_))
+        """Impute and encode; returns a float64 DataFrame with the input's index (an array for an array)."""
+        X_in = X
+        X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="TabularPreprocessor")
         needed = self.numeric_ + self.categorical_
         missing = [c for c in needed if c not in X.columns]
         if missing:
@@ -146,7 +155,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         if dummies:
             parts.append(pd.DataFrame(dummies, index=X.index))
         out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
-        return out.loc[:, list(self.get_feature_names_out())]
+        return _output_like(X_in, out.loc[:, list(self.get_feature_names_out())])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,6 +224,7 @@ class StabilityFilter(_FrameSelector):
         """Look each feature up in the ICC table."""
         X = _as_frame(X)
         self._set_input(X)
+        _numeric_matrix(X, "StabilityFilter")  # selection steps work on complete numeric features
         table = icc_mapping(self.icc)
         support = np.ones(X.shape[1], dtype=bool)
         n_missing = 0
@@ -235,7 +245,7 @@ class StabilityFilter(_FrameSelector):
         return self
 
 
-class UnivariateFilter(_FrameSelector):
+class UnivariateFilter(BinaryTargetMixin, _FrameSelector):
     """Keep features whose class difference is significant after Benjamini–Hochberg FDR control.
 
     Args:
@@ -288,7 +298,7 @@ class UnivariateFilter(_FrameSelector):
         return self
 
 
-class CorrelationFilter(_FrameSelector):
+class CorrelationFilter(BinaryTargetMixin, _FrameSelector):
     """Remove redundancy: of features correlated above a threshold keep the more relevant one.
 
     Features are ranked by relevance |AUC − 0.5| (univariate AUC on the training patients) and taken in
@@ -323,7 +333,7 @@ class CorrelationFilter(_FrameSelector):
         return self
 
 
-class LassoSelector(_FrameSelector):
+class LassoSelector(BinaryTargetMixin, _FrameSelector):
     """Keep the features with a non-zero coefficient in an L1-penalised logistic regression.
 
     The penalty strength C is chosen by stratified cross-validation *within* the data the selector is
@@ -400,7 +410,7 @@ class LassoSelector(_FrameSelector):
         return self
 
 
-class MRMRSelector(_FrameSelector):
+class MRMRSelector(BinaryTargetMixin, _FrameSelector):
     """Minimum-redundancy maximum-relevance selection (correlation variant, difference scheme).
 
     Greedy: start with the most relevant feature, then repeatedly add the feature maximising
