@@ -254,6 +254,9 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, 2)`` probabilities of low/high grade; high = mean of the slices' sigmoid outputs."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "model_")
         p = self._embed(X)[1].astype(np.float64)
         return np.column_stack([1.0 - p, p])
 

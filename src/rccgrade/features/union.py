@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
+from sklearn.utils.validation import check_is_fitted
 
 from rccgrade.errors import ModelError
+from rccgrade.features.matrix import FeatureMatrixError
 from rccgrade.features.matrix import as_frame as _as_frame
 from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
+from rccgrade.features.matrix import output_like as _output_like
 
 log = logging.getLogger("rccgrade.features.selection")
 
@@ -73,17 +76,20 @@ class PrefixPCA(TransformerMixin, BaseEstimator):
         return np.asarray(list(self.passthrough_) + [f"{stem}pc{i + 1:03d}" for i in range(n)], dtype=object)
 
     def transform(self, X: Any) -> pd.DataFrame:
-        """Project the reduced columns on the training components."""
-        X = _as_frame(X, list(self.feature_names_in_))
+        """Project the reduced columns on the training components (an array in gives an array out)."""
+        X_in = X
+        X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="PrefixPCA")
         missing = [c for c in [*self.reduce_, *self.passthrough_] if c not in X.columns]
         if missing:
-            raise ModelError(f"PrefixPCA: {len(missing)} feature(s) seen in training are missing: {missing[:5]}")
+            raise FeatureMatrixError(
+                f"PrefixPCA: {len(missing)} feature(s) seen in training are missing: {missing[:5]}"
+            )
         out = X[self.passthrough_].copy()
         if self.pca_ is not None:
             comp = self.pca_.transform(_numeric_matrix(X[self.reduce_], "PrefixPCA"))
             names = self.get_feature_names_out()[len(self.passthrough_) :]
             out = pd.concat([out, pd.DataFrame(comp, index=X.index, columns=list(names))], axis=1)
-        return out
+        return _output_like(X_in, out)
 
 
 class SourceUnion(TransformerMixin, BaseEstimator):
@@ -102,10 +108,15 @@ class SourceUnion(TransformerMixin, BaseEstimator):
     def __init__(self, transformers: Sequence[tuple[str, str, Any]]) -> None:
         self.transformers = transformers
 
+    def __sklearn_tags__(self) -> Any:
+        """A FeatureTable has missing values (failed features, unrecorded clinical data): the chains impute them."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> SourceUnion:
-        """Fit each source's transformer on its columns."""
-        if not isinstance(X, pd.DataFrame):
-            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
+        """Fit each source's transformer on its columns (an array's columns are named ``x0, x1 …``)."""
+        X = _as_frame(X, step="SourceUnion")
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         self.transformers_: list[tuple[str, str, Any]] = []
@@ -135,17 +146,20 @@ class SourceUnion(TransformerMixin, BaseEstimator):
         return np.asarray(names, dtype=object)
 
     def transform(self, X: Any) -> pd.DataFrame:
-        """Transform each source and concatenate the columns."""
-        if not isinstance(X, pd.DataFrame):
-            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
+        """Transform each source and concatenate the columns (an array in gives an array out)."""
+        check_is_fitted(self, "transformers_")
+        X_in = X
+        X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="SourceUnion")
         parts = []
         for name, _, est in self.transformers_:
             cols = self.columns_[name]
             missing = [c for c in cols if c not in X.columns]
             if missing:
-                raise ModelError(f"{len(missing)} feature(s) of {name!r} seen in training are missing: {missing[:5]}")
+                raise FeatureMatrixError(
+                    f"{len(missing)} feature(s) of {name!r} seen in training are missing: {missing[:5]}"
+                )
             out = est.transform(X[cols])
             if not isinstance(out, pd.DataFrame):
                 out = pd.DataFrame(np.asarray(out), index=X.index, columns=list(est.get_feature_names_out()))
             parts.append(out)
-        return pd.concat(parts, axis=1)
+        return _output_like(X_in, pd.concat(parts, axis=1))
