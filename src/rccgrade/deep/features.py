@@ -35,6 +35,7 @@ from rccgrade.deep.embed import embed_slices
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.deep.weights import WeightsInfo, load_backbone
 from rccgrade.errors import ConfigError, RccgradeError
+from rccgrade.features.naming import deep_column
 from rccgrade.features.table import join_tables, validate_table
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ ProgressCallback = Callable[[int, int], None]
 
 def feature_columns(roi: str, dim: int) -> list[str]:
     """FeatureTable column names ``deep:<roi>:f0000`` … for a ``dim``-long feature vector."""
-    return [f"deep:{roi}:f{i:04d}" for i in range(dim)]
+    return [deep_column(roi, i) for i in range(dim)]
 
 
 @dataclass

@@ -40,6 +40,7 @@ from rccgrade.deep.data import (
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.deep.weights import WeightsInfo, load_backbone
 from rccgrade.errors import FeatureError, ModelError
+from rccgrade.features.naming import arm_roi, column_source, deep_column
 
 if TYPE_CHECKING:
     import torch
@@ -325,7 +326,7 @@ def finetune_roi(
         raise ModelError(f"fine-tuning ROI {roi!r}: training patients without a 0/1 label: {bad[:5]}")
     y = np.array([labels[p] for p in train], dtype=np.int64)
     dim = feature_dim(settings.arch)
-    cols = [f"deep:{roi}:f{i:04d}" for i in range(dim)]
+    cols = [deep_column(roi, i) for i in range(dim)]
     if cache_folder is not None and (cache_folder / "result.json").is_file():
         cached = _load_cache(cache_folder, cols)
         if cached is not None:
@@ -411,7 +412,7 @@ def _load_cache(folder: Path, cols: list[str]) -> FineTuneOutcome | None:
     if feats.shape != (len(meta["ids"]), len(cols)):
         return None
     index = pd.Index(meta["ids"], name="patient_id")
-    roi = cols[0].split(":")[1]
+    roi = str(arm_roi(column_source(cols[0])))
     model_file = folder / "model_full.pt"
     return FineTuneOutcome(
         table=pd.DataFrame(feats, index=index, columns=cols),
