@@ -67,9 +67,11 @@ def check_run_name(name: str) -> None:
     Raises:
         ConfigError: naming the rule and the setting.
     """
-    why = check_identifier(name, what="run name")
-    if why is not None:
-        raise ConfigError(f"{why} (the run folder is <runs_dir>/<name>; set 'name' or pass --name)")
+    if check_identifier(name, what="run name") is not None:
+        raise ConfigError(
+            f"run name {name!r} is not one folder name: use 1–64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (the run folder is <runs_dir>/<name>; set 'name' in the configuration or pass --name)"
+        )
 
 
 def needs_source(config: StudyConfig, source: str) -> bool:
