@@ -26,12 +26,13 @@ import pandas as pd
 from rccgrade.cohort.manifest_info import manifest_phases
 from rccgrade.cohort.types import PHASES
 from rccgrade.config import dump_config
-from rccgrade.errors import ModelError, RccgradeError
+from rccgrade.errors import ConfigError, ModelError, RccgradeError
 from rccgrade.features.naming import CLINICAL, DEEP, RADIOMICS, STACKED, kinds_of_columns
 from rccgrade.study.context import StudyContext, StudyObserver, need
+from rccgrade.study.lock import run_lock
 from rccgrade.study.outputs import FigurePaths
 from rccgrade.study.report_blocks import delong_blocks, metrics_rows, qc_block, table1_blocks
-from rccgrade.study.runner import prepare_run_dir, run_stage
+from rccgrade.study.runner import run_stage
 from rccgrade.study.stages import ClinicalStage, CohortStage, DeepStage, PreprocessStage, RadiomicsStage
 from rccgrade.study.stages.evaluate import jsonable, save_figures
 
@@ -135,9 +136,7 @@ def evaluate_external(
         ModelError: no bundle, or bundles trained with different feature settings.
         RccgradeError: the cohort has no usable labelled case.
     """
-    from rccgrade.features.table import join_tables
     from rccgrade.models.bundle import load_bundle
-    from rccgrade.models.predict import predict_bundle
 
     out = Path(out).resolve()
     manifest = Path(manifest).resolve()
@@ -163,10 +162,41 @@ def evaluate_external(
     cfg = _study_config(fs, manifest, out, phases, [a for a in arms if a != STACKED] or [CLINICAL])
     if scheduler:
         cfg.parallel = cfg.parallel.model_copy(update={"scheduler": scheduler, "backend": "dask"})
-    run_dir = prepare_run_dir(cfg)
-    dump_config(cfg, run_dir / "config.yaml")
-    ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, observer=StudyObserver())
-    ctx.warnings.extend(warnings)
+    run_dir = _output_folder(out)
+    with run_lock(run_dir):  # two evaluations never write one output folder at once
+        dump_config(cfg, run_dir / "config.yaml")
+        ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, observer=StudyObserver())
+        ctx.warnings.extend(warnings)
+        return _evaluate(ctx, bundles, arms, phases, cohort_name)
+
+
+def _output_folder(out: Path) -> Path:
+    """Create the output folder (a path the user chose, not an identifier).
+
+    Raises:
+        ConfigError: it cannot be created or written.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create or write the output folder ({exc.strerror or exc}); pass another --out", path=out
+        ) from None
+    return out
+
+
+def _evaluate(
+    ctx: StudyContext, bundles: list[Any], arms: list[str], phases: list[str], cohort_name: str
+) -> ExternalResult:
+    """The features of the external cohort (the study's stages), the predictions, statistics and report."""
+    from rccgrade.features.table import join_tables
+    from rccgrade.models.predict import predict_bundle
+
+    run_dir = ctx.run_dir
+    out = run_dir
     needed: set[str] = set()
     for b in bundles:
         needed |= kinds_of_columns(b.feature_names)
