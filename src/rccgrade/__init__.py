@@ -1,7 +1,8 @@
 """rccgrade: predict the WHO/ISUP grade of clear cell renal cell carcinoma from triple-phase CT.
 
 The study flows one way: cohort → preprocess → {radiomics, deep, clinical} features → models →
-evaluate → report. Each stage is a subpackage with a typed contract (see ``DESIGN.md``).
+evaluate → report. Each stage is a subpackage with a typed contract; ``rccgrade.study`` runs them in
+order (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations

@@ -79,18 +79,14 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),
     ("rccgrade.deep.cli", "deep_command", "deep"),
     ("rccgrade.models.cli", "predict_command", "predict"),
-    ("rccgrade.study_cli", "study_command", "study"),
-    ("rccgrade.study_cli", "demo_command", "demo"),
-    ("rccgrade.study_cli", "evaluate_command", "evaluate"),
+    ("rccgrade.study.cli", "study_command", "study"),
+    ("rccgrade.study.cli", "demo_command", "demo"),
+    ("rccgrade.study.cli", "evaluate_command", "evaluate"),
 ]
 
 for _module, _func, _name in _COMMANDS:
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-        continue  # stage not built yet
+    # every command module exists: a missing (renamed) one fails here, loudly, instead of vanishing from the CLI
+    _mod = importlib.import_module(_module)
     app.command(_name)(user_errors(getattr(_mod, _func)))
 
 

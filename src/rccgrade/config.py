@@ -18,13 +18,15 @@ from rccgrade.errors import ConfigError
 from rccgrade.models.settings import ModelSettings
 from rccgrade.parallel import ParallelSettings
 from rccgrade.preprocess.settings import PreprocessSettings
+from rccgrade.radiomics.params import SHIPPED
 from rccgrade.radiomics.settings import RadiomicsSettings
 from rccgrade.report.settings import ReportSettings
 from rccgrade.stats.settings import EvaluationSettings
 from rccgrade.synth.settings import SynthSettings
 
-SHIPPED_PARAMS = ("ct_default", "ibsi")
-"""Names of the PyRadiomics parameter files shipped with rccgrade (not resolved as paths)."""
+SHIPPED_PARAMS = SHIPPED
+"""Names of the PyRadiomics parameter files shipped with rccgrade (not resolved as paths; defined once, in
+:data:`rccgrade.radiomics.params.SHIPPED`)."""
 
 
 class StudyConfig(BaseModel):

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -277,3 +278,78 @@ def test_scheduler_address_sends_per_case_work_to_dask(
     status = {s["name"]: s["status"] for s in read_stage_log(result.run_dir)}
     assert status["cohort"] == "ran" and status["preprocess"] == "cached"
     assert json.loads((result.run_dir / "metrics.json").read_text()) == first_run[1]
+
+
+def test_cli_force_models_reruns_models_evaluate_and_report_only(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+
+    runs = tmp_path / "runs_force"
+    shutil.copytree(first_run[0].run_dir, runs / "tiny")
+    data = json.loads(json.dumps(TINY))
+    data["runs_dir"] = str(runs)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(app, ["study", str(cfg), "--force", "models"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "forcing models: recomputing models, evaluate, report" in text
+    assert "recomputed by --force: models, evaluate, report" in text
+    log = read_stage_log(runs / "tiny")
+    status = {s["name"]: s["status"] for s in log}
+    forced = {s["name"] for s in log if s["forced"]}
+    assert forced == {"models", "evaluate", "report"}
+    assert status["models"] == status["evaluate"] == status["report"] == "ran"
+    assert status["preprocess"] == status["radiomics"] == status["deep"] == "cached"
+    # the models were really refitted (the old folder was deleted first) and give the same numbers
+    assert json.loads((runs / "tiny" / "metrics.json").read_text()) == first_run[1]
+
+
+def test_report_figures_come_from_the_saved_fitted_models(first_run: tuple[Any, dict[str, Any], Recorder]) -> None:
+    from rccgrade.features.table import join_tables, load_table
+    from rccgrade.models.bundle import load_bundle
+    from rccgrade.study.fitted import linear_readout, nomogram_model
+    from rccgrade.study.outputs import ModelsOutput
+
+    run = first_run[0].run_dir
+    models_dir = next((run / "cache").glob("models-*"))
+    info = json.loads((models_dir / "models.json").read_text())
+    models = ModelsOutput(
+        folder=models_dir,
+        key="",
+        arms=tuple(info["arms"]),
+        predictions=pd.read_csv(run / "predictions.csv", dtype={"patient_id": str}),
+        thresholds=info["thresholds"],
+        n_candidates=info["n_candidates"],
+        classifiers=info["classifiers"],
+        nomogram_ranges={k: tuple(v) for k, v in info["nomogram_ranges"].items()},
+    )
+    found = nomogram_model(models)
+    assert found is not None
+    nomo, arm = found
+    assert arm == "stacked"
+    # the stacked nomogram's probability is the saved stacked model's own (its meta-model on the base logits)
+    stacked = load_bundle(run / "bundles" / "stacked").model
+    tables = [load_table(next((run / "cache").glob(f"{s}-*")) / "features.parquet")[0] for s in ("radiomics", "deep")]
+    from rccgrade.cohort.manifest import load_cohort
+    from rccgrade.features.clinical import clinical_table
+
+    clin = clinical_table(load_cohort(run / "cohort" / "manifest.csv"))
+    table = join_tables(*tables, clin.loc[tables[0].index])
+    base = stacked.base_probabilities(table).clip(1e-6, 1 - 1e-6)
+    logits = np.log(base / (1 - base))
+    logits.columns = [f"logit p({c})" for c in logits.columns]
+    assert nomo.predict_proba(logits[list(nomo.feature_names)]) == pytest.approx(
+        stacked.predict_proba(table)[:, 1], abs=1e-9
+    )
+    # the clinical arm read back from its bundle: scaler + logistic model reproduce the pipeline exactly
+    clinical = load_bundle(run / "bundles" / "clinical").model
+    lin = linear_readout(clinical)
+    chain = clinical.named_steps["features"].transformers_[0][2]
+    X = chain[:-1].transform(table[[c for c in table.columns if c.startswith("clin:")]])
+    z = (X[lin.names].to_numpy() - lin.scaler.mean_) / lin.scaler.scale_
+    p = 1 / (1 + np.exp(-(z @ lin.classifier.coef_.ravel() + lin.classifier.intercept_[0])))
+    assert p == pytest.approx(clinical.predict_proba(table)[:, 1], abs=1e-12)

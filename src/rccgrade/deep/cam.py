@@ -147,3 +147,54 @@ def _identity(x: object) -> object:
 def _one_logit(model: nn.Module) -> bool:
     fc = getattr(model, "fc", None)
     return getattr(fc, "out_features", None) == 1
+
+
+def fold_linear_head(
+    model: nn.Module,
+    indices: Sequence[int],
+    coef: Sequence[float],
+    mean: Sequence[float],
+    scale: Sequence[float],
+    intercept: float,
+) -> nn.Module:
+    """Replace the network's head by a linear model on its pooled features, folded into one ``Linear`` layer.
+
+    A frozen-feature arm predicts ``logit = intercept + Σ_j coef_j · (f[indices_j] − mean_j) / scale_j`` from
+    the pooled features ``f`` (selected columns, training z-scoring, logistic coefficients). That is one
+    linear layer on ``f``: weight ``coef_j / scale_j`` at ``indices_j`` (zero elsewhere) and bias
+    ``intercept − Σ_j coef_j · mean_j / scale_j``. With it as ``model.fc`` the network's single logit *is* the
+    arm's prediction, so Grad-CAM explains the arm's own decision.
+
+    Args:
+        model: A ResNet whose ``fc`` takes the pooled features (``fc.in_features`` of them).
+        indices: Pooled-feature number of each selected feature.
+        coef, mean, scale: Per selected feature: coefficient (per SD), training mean and SD (non-zero).
+        intercept: The logistic model's intercept.
+
+    Returns:
+        ``model`` in eval mode, with the folded head.
+
+    Raises:
+        FeatureError: lengths differ, an index is out of range or a scale is not positive.
+    """
+    import torch
+
+    idx = np.asarray(indices, dtype=np.int64)
+    c = np.asarray(coef, dtype=np.float64)
+    mu = np.asarray(mean, dtype=np.float64)
+    sd = np.asarray(scale, dtype=np.float64)
+    dim = int(model.fc.in_features)
+    if not (len(idx) == len(c) == len(mu) == len(sd)):
+        raise FeatureError("fold_linear_head: indices, coefficients, means and scales differ in length")
+    if len(idx) and (idx.min() < 0 or idx.max() >= dim):
+        raise FeatureError(f"fold_linear_head: a feature index is outside the {dim} pooled features")
+    if np.any(~(sd > 0)):
+        raise FeatureError("fold_linear_head: every scale must be positive")
+    weight = torch.zeros(1, dim, dtype=torch.float32)
+    weight[0, torch.as_tensor(idx)] = torch.as_tensor(c / sd, dtype=torch.float32)
+    head = torch.nn.Linear(dim, 1)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.fill_(float(intercept) - float(np.sum(c * mu / sd)))
+    model.fc = head
+    return model.eval()

@@ -21,20 +21,21 @@ import numpy as np
 import pandas as pd
 
 from rccgrade.cache import stable_hash
-from rccgrade.deep.backbone import feature_dim, pooled_features
+from rccgrade.deep.backbone import feature_dim
 from rccgrade.deep.data import (
     array_checksum,
     mean_by_owner,
-    prepare_batch,
     resolve_batch_size,
     resolve_device,
     stack_slices,
     torch_runtime,
     validate_slices,
 )
+from rccgrade.deep.embed import embed_slices
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.deep.weights import WeightsInfo, load_backbone
 from rccgrade.errors import ConfigError, RccgradeError
+from rccgrade.features.naming import deep_column
 from rccgrade.features.table import join_tables, validate_table
 from rccgrade.safepath import child_path
 
@@ -49,62 +50,7 @@ ProgressCallback = Callable[[int, int], None]
 
 def feature_columns(roi: str, dim: int) -> list[str]:
     """FeatureTable column names ``deep:<roi>:f0000`` … for a ``dim``-long feature vector."""
-    return [f"deep:{roi}:f{i:04d}" for i in range(dim)]
-
-
-def embed_slices(
-    model: nn.Module,
-    slices: np.ndarray,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    settings: DeepSettings,
-    device: torch.device,
-    batch_size: int,
-    with_logits: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pooled features (and optionally head logits) of slice images ``(N, 3, H, W)`` in [0, 1].
-
-    Runs in ``torch.inference_mode`` with the model in eval mode (batch-norm running statistics), so each
-    slice's output does not depend on the other slices in its batch. On a GPU that runs out of memory the
-    batch is halved and retried.
-
-    Returns:
-        ``(N, feature_dim)`` float32 features and, when ``with_logits``, ``(N, outputs)`` float32 logits.
-    """
-    import torch
-
-    model.eval().to(device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
-    feats: list[np.ndarray] = []
-    logits: list[np.ndarray] = []
-    start = 0
-    with torch.inference_mode():
-        while start < len(slices):
-            try:
-                x = prepare_batch(
-                    slices[start : start + batch_size], mean, std, settings.input_size, device, settings.channels_last
-                )
-                f = pooled_features(model, x)
-                out = model.fc(f).float().cpu().numpy() if with_logits else None
-            except torch.cuda.OutOfMemoryError:
-                if batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                log.warning("GPU out of memory: batch size reduced to %d", batch_size)
-                torch.cuda.empty_cache()
-                continue
-            feats.append(f.float().cpu().numpy())
-            if out is not None:
-                logits.append(out)
-            start += len(x)
-    dim = int(model.fc.in_features)
-    out_f = np.concatenate(feats, axis=0) if feats else np.zeros((0, dim), np.float32)
-    out_l = None
-    if with_logits:
-        out_l = np.concatenate(logits, axis=0) if logits else np.zeros((0, int(model.fc.out_features)), np.float32)
-    return out_f, out_l
+    return [deep_column(roi, i) for i in range(dim)]
 
 
 @dataclass

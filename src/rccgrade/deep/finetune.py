@@ -40,6 +40,7 @@ from rccgrade.deep.data import (
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.deep.weights import WeightsInfo, load_backbone
 from rccgrade.errors import FeatureError, ModelError
+from rccgrade.features.naming import arm_roi, column_source, deep_column
 
 if TYPE_CHECKING:
     import torch
@@ -224,7 +225,7 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
 
     def _embed(self, X: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Patient-level (mean over slices) pooled features and probabilities of high grade."""
-        from rccgrade.deep.features import embed_slices
+        from rccgrade.deep.embed import embed_slices
 
         if not hasattr(self, "model_"):
             raise ModelError("CNNFineTuner is not fitted; call fit first")
@@ -254,6 +255,9 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, 2)`` probabilities of low/high grade; high = mean of the slices' sigmoid outputs."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "model_")
         p = self._embed(X)[1].astype(np.float64)
         return np.column_stack([1.0 - p, p])
 
@@ -322,7 +326,7 @@ def finetune_roi(
         raise ModelError(f"fine-tuning ROI {roi!r}: training patients without a 0/1 label: {bad[:5]}")
     y = np.array([labels[p] for p in train], dtype=np.int64)
     dim = feature_dim(settings.arch)
-    cols = [f"deep:{roi}:f{i:04d}" for i in range(dim)]
+    cols = [deep_column(roi, i) for i in range(dim)]
     if cache_folder is not None and (cache_folder / "result.json").is_file():
         cached = _load_cache(cache_folder, cols)
         if cached is not None:
@@ -408,7 +412,7 @@ def _load_cache(folder: Path, cols: list[str]) -> FineTuneOutcome | None:
     if feats.shape != (len(meta["ids"]), len(cols)):
         return None
     index = pd.Index(meta["ids"], name="patient_id")
-    roi = cols[0].split(":")[1]
+    roi = str(arm_roi(column_source(cols[0])))
     model_file = folder / "model_full.pt"
     return FineTuneOutcome(
         table=pd.DataFrame(feats, index=index, columns=cols),

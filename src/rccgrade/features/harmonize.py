@@ -16,16 +16,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from rccgrade.errors import ModelError
+from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ComBat", "combat_fit"]
-
-
-def _numeric_matrix(X: pd.DataFrame, step: str) -> np.ndarray:
-    from rccgrade.features.selection import _numeric_matrix as impl
-
-    return impl(X, step)
 
 
 def combat_fit(

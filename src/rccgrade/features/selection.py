@@ -20,13 +20,23 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.decomposition import PCA
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 from rccgrade.errors import ModelError
 from rccgrade.features.harmonize import ComBat, combat_fit
+from rccgrade.features.matrix import BinaryTargetMixin
+from rccgrade.features.matrix import FrameSelector as _FrameSelector
+from rccgrade.features.matrix import as_frame as _as_frame
+from rccgrade.features.matrix import binary_labels as _binary_labels
+from rccgrade.features.matrix import is_categorical_dtype as _is_categorical_dtype
+from rccgrade.features.matrix import numeric_block as _numeric_block
+from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
+from rccgrade.features.matrix import output_like as _output_like
+from rccgrade.features.scores import abs_corr as _abs_corr
+from rccgrade.features.scores import icc_mapping, univariate_auc, univariate_pvalues
+from rccgrade.features.union import PrefixPCA, SourceUnion
 
 log = logging.getLogger(__name__)
 
@@ -44,103 +54,6 @@ __all__ = [
     "combat_fit",
     "univariate_auc",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _as_frame(X: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """``X`` as a DataFrame (an array gets ``names`` or ``x0, x1 …`` as columns)."""
-    if isinstance(X, pd.DataFrame):
-        return X
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise ModelError(f"expected a 2-D feature matrix, got shape {arr.shape}")
-    cols = list(names) if names is not None and len(names) == arr.shape[1] else [f"x{i}" for i in range(arr.shape[1])]
-    return pd.DataFrame(arr, columns=cols)
-
-
-def _numeric_matrix(X: pd.DataFrame, step: str) -> np.ndarray:
-    """Float matrix of a complete numeric DataFrame; a clear error when values are missing."""
-    try:
-        arr = X.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(
-            f"{step} needs numeric features; put a TabularPreprocessor (one-hot encoding) before it ({exc})"
-        ) from None
-    if not np.all(np.isfinite(arr)):
-        bad = X.columns[~np.all(np.isfinite(arr), axis=0)].tolist()
-        raise ModelError(
-            f"{step} got missing or infinite values in {bad[:5]}; put a TabularPreprocessor (imputation) before it"
-        )
-    return arr
-
-
-def _binary_labels(y: Any, step: str) -> np.ndarray:
-    """Labels as a 0/1 int array; both classes must be present."""
-    if y is None:
-        raise ModelError(f"{step} is supervised and needs the labels y")
-    arr = np.asarray(y)
-    try:
-        arr = arr.astype(np.int64)
-    except (TypeError, ValueError):
-        raise ModelError(f"{step}: labels must be 0/1") from None
-    if set(np.unique(arr).tolist()) != {0, 1}:
-        raise ModelError(f"{step}: labels must contain both classes 0 and 1, got {sorted(set(arr.tolist()))}")
-    return arr
-
-
-def univariate_auc(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Area under the ROC curve of each column used alone as a score (ties count 1/2).
-
-    Computed from the Mann–Whitney U statistic: AUC = (R₁ − n₁(n₁+1)/2) / (n₁·n₀) with R₁ the rank sum
-    of the positives (mid-ranks for ties). 0.5 means no discrimination; |AUC − 0.5| is the relevance used
-    by the correlation filter and mRMR.
-    """
-    y = np.asarray(y).astype(bool)
-    n1 = int(y.sum())
-    n0 = y.size - n1
-    ranks = stats.rankdata(X, axis=0)
-    r1 = ranks[y].sum(axis=0)
-    return (r1 - n1 * (n1 + 1) / 2.0) / (n1 * n0)
-
-
-class _FrameSelector(TransformerMixin, BaseEstimator):
-    """Base of column selectors: fit sets ``support_``; transform keeps those columns."""
-
-    def _set_input(self, X: pd.DataFrame) -> None:
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
-
-    def _check_columns(self, X: pd.DataFrame) -> pd.DataFrame:
-        names = list(self.feature_names_in_)
-        missing = [c for c in names if c not in X.columns]
-        if missing:
-            raise ModelError(
-                f"{type(self).__name__}: {len(missing)} feature(s) seen in training are missing: {missing[:5]}"
-            )
-        return X[names]
-
-    def get_support(self) -> np.ndarray:
-        """Boolean mask over the input features: True where kept."""
-        return np.asarray(self.support_, dtype=bool)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names of the kept features."""
-        return np.asarray(self.feature_names_in_, dtype=object)[self.get_support()]
-
-    def transform(self, X: Any) -> pd.DataFrame:
-        """Keep the selected columns (input may be a DataFrame with extra columns)."""
-        X = self._check_columns(_as_frame(X, list(self.feature_names_in_)))
-        if not self.get_support().any():
-            raise ModelError(
-                f"{type(self).__name__} kept no feature (of {len(self.feature_names_in_)}, e.g. "
-                f"{list(self.feature_names_in_)[:3]}) on the training patients; no feature survived selection — "
-                "check the values or relax the selection settings"
-            )
-        return X.loc[:, list(self.get_feature_names_out())]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,9 +123,16 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             names.extend(f"{col}={lvl}" for lvl in self.levels_[col][1:])
         return np.asarray(names, dtype=object)
 
+    def __sklearn_tags__(self) -> Any:
+        """Missing values are what this step is for (it imputes them)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
     def transform(self, X: Any) -> pd.DataFrame:
-        """Impute and encode; returns a float64 DataFrame with the input's index."""
-        X = _as_frame(X, list(self.feature_names_in_))
+        """Impute and encode; returns a float64 DataFrame with the input's index (an array for an array)."""
+        X_in = X
+        X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="TabularPreprocessor")
         needed = self.numeric_ + self.categorical_
         missing = [c for c in needed if c not in X.columns]
         if missing:
@@ -235,22 +155,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         if dummies:
             parts.append(pd.DataFrame(dummies, index=X.index))
         out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
-        return out.loc[:, list(self.get_feature_names_out())]
-
-
-def _is_categorical_dtype(dtype: Any) -> bool:
-    return bool(
-        isinstance(dtype, pd.CategoricalDtype)
-        or pd.api.types.is_object_dtype(dtype)
-        or pd.api.types.is_string_dtype(dtype)
-    )
-
-
-def _numeric_block(frame: pd.DataFrame) -> np.ndarray:
-    """Float matrix of numeric columns (non-numeric entries become NaN)."""
-    if all(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt) for dt in frame.dtypes):
-        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
-    return frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return _output_like(X_in, out.loc[:, list(self.get_feature_names_out())])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,6 +224,7 @@ class StabilityFilter(_FrameSelector):
         """Look each feature up in the ICC table."""
         X = _as_frame(X)
         self._set_input(X)
+        _numeric_matrix(X, "StabilityFilter")  # selection steps work on complete numeric features
         table = icc_mapping(self.icc)
         support = np.ones(X.shape[1], dtype=bool)
         n_missing = 0
@@ -339,22 +245,7 @@ class StabilityFilter(_FrameSelector):
         return self
 
 
-def icc_mapping(icc: Mapping[str, float] | pd.Series | pd.DataFrame | None) -> dict[str, float]:
-    """Normalise an ICC table (mapping, Series or DataFrame) to ``{feature: icc}``."""
-    if icc is None:
-        return {}
-    if isinstance(icc, pd.DataFrame):
-        if {"feature", "icc"} <= set(icc.columns):
-            return {str(k): float(v) for k, v in zip(icc["feature"], icc["icc"], strict=True)}
-        if "icc" in icc.columns:
-            return {str(k): float(v) for k, v in icc["icc"].items()}
-        raise ModelError("an ICC table needs columns 'feature' and 'icc' (or an 'icc' column indexed by feature)")
-    if isinstance(icc, pd.Series):
-        return {str(k): float(v) for k, v in icc.items()}
-    return {str(k): float(v) for k, v in dict(icc).items()}
-
-
-class UnivariateFilter(_FrameSelector):
+class UnivariateFilter(BinaryTargetMixin, _FrameSelector):
     """Keep features whose class difference is significant after Benjamini–Hochberg FDR control.
 
     Args:
@@ -407,20 +298,7 @@ class UnivariateFilter(_FrameSelector):
         return self
 
 
-def univariate_pvalues(X: np.ndarray, y: np.ndarray, test: str = "mannwhitney") -> np.ndarray:
-    """Two-sided p-value of each column between ``y == 1`` and ``y == 0`` (constant columns get 1)."""
-    pos, neg = X[y == 1], X[y == 0]
-    if test == "mannwhitney":
-        p = stats.mannwhitneyu(pos, neg, alternative="two-sided", method="asymptotic", axis=0).pvalue
-    elif test == "ttest":
-        p = stats.ttest_ind(pos, neg, equal_var=False, axis=0).pvalue
-    else:
-        raise ModelError(f"unknown univariate test {test!r}; use 'mannwhitney' or 'ttest'")
-    p = np.asarray(p, dtype=np.float64)
-    return np.where(np.isfinite(p), p, 1.0)
-
-
-class CorrelationFilter(_FrameSelector):
+class CorrelationFilter(BinaryTargetMixin, _FrameSelector):
     """Remove redundancy: of features correlated above a threshold keep the more relevant one.
 
     Features are ranked by relevance |AUC − 0.5| (univariate AUC on the training patients) and taken in
@@ -455,20 +333,7 @@ class CorrelationFilter(_FrameSelector):
         return self
 
 
-def _abs_corr(arr: np.ndarray, method: str) -> np.ndarray:
-    if method == "spearman":
-        arr = stats.rankdata(arr, axis=0)
-    elif method != "pearson":
-        raise ModelError(f"unknown correlation method {method!r}; use 'pearson' or 'spearman'")
-    sd = arr.std(axis=0)
-    z = (arr - arr.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    corr = np.abs(z.T @ z) / max(arr.shape[0], 1)
-    corr[:, sd == 0] = 0.0
-    corr[sd == 0, :] = 0.0
-    return corr
-
-
-class LassoSelector(_FrameSelector):
+class LassoSelector(BinaryTargetMixin, _FrameSelector):
     """Keep the features with a non-zero coefficient in an L1-penalised logistic regression.
 
     The penalty strength C is chosen by stratified cross-validation *within* the data the selector is
@@ -545,7 +410,7 @@ class LassoSelector(_FrameSelector):
         return self
 
 
-class MRMRSelector(_FrameSelector):
+class MRMRSelector(BinaryTargetMixin, _FrameSelector):
     """Minimum-redundancy maximum-relevance selection (correlation variant, difference scheme).
 
     Greedy: start with the most relevant feature, then repeatedly add the feature maximising
@@ -585,128 +450,3 @@ class MRMRSelector(_FrameSelector):
         self.ranking_ = np.asarray(chosen)
         self.support_ = support
         return self
-
-
-# --------------------------------------------------------------------------------------------------
-# PCA and per-source union (ComBat lives in rccgrade.features.harmonize)
-# --------------------------------------------------------------------------------------------------
-
-
-class PrefixPCA(TransformerMixin, BaseEstimator):
-    """PCA of the columns starting with ``prefix`` (e.g. 2,048 deep features); other columns pass through.
-
-    Args:
-        prefix: Columns to reduce; None reduces every column.
-        n_components: Number of components (int) or fraction of variance to keep (float in (0, 1)).
-        whiten: Scale components to unit variance.
-
-    Output columns are the untouched columns followed by ``<prefix>pcNNN`` (1-based).
-    """
-
-    def __init__(self, prefix: str | None = "deep:", n_components: int | float = 0.95, whiten: bool = False) -> None:
-        self.prefix = prefix
-        self.n_components = n_components
-        self.whiten = whiten
-
-    def _split(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
-        reduce = [c for c in X.columns if self.prefix is None or c.startswith(self.prefix)]
-        keep = [c for c in X.columns if c not in set(reduce)]
-        return reduce, keep
-
-    def fit(self, X: Any, y: Any = None) -> PrefixPCA:
-        """Fit the PCA basis on the training patients."""
-        X = _as_frame(X)
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
-        self.reduce_, self.passthrough_ = self._split(X)
-        if self.reduce_:
-            arr = _numeric_matrix(X[self.reduce_], "PrefixPCA")
-            n_comp = self.n_components
-            if isinstance(n_comp, int):
-                n_comp = min(n_comp, *arr.shape)
-            self.pca_ = PCA(n_components=n_comp, whiten=self.whiten, svd_solver="full").fit(arr)
-        else:
-            self.pca_ = None
-        return self
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Pass-through columns, then the component names."""
-        n = 0 if self.pca_ is None else int(self.pca_.n_components_)
-        stem = self.prefix or ""
-        return np.asarray(list(self.passthrough_) + [f"{stem}pc{i + 1:03d}" for i in range(n)], dtype=object)
-
-    def transform(self, X: Any) -> pd.DataFrame:
-        """Project the reduced columns on the training components."""
-        X = _as_frame(X, list(self.feature_names_in_))
-        missing = [c for c in [*self.reduce_, *self.passthrough_] if c not in X.columns]
-        if missing:
-            raise ModelError(f"PrefixPCA: {len(missing)} feature(s) seen in training are missing: {missing[:5]}")
-        out = X[self.passthrough_].copy()
-        if self.pca_ is not None:
-            comp = self.pca_.transform(_numeric_matrix(X[self.reduce_], "PrefixPCA"))
-            names = self.get_feature_names_out()[len(self.passthrough_) :]
-            out = pd.concat([out, pd.DataFrame(comp, index=X.index, columns=list(names))], axis=1)
-        return out
-
-
-class SourceUnion(TransformerMixin, BaseEstimator):
-    """Apply one transformer (pipeline) per feature source and concatenate the results.
-
-    This is how arms take their inputs from a whole FeatureTable: each entry selects the columns starting
-    with its prefix (``"clin:"``, ``"rad:"``, ``"deep:box:"`` …) and runs its own fitted chain on them, so
-    every source is imputed, filtered and selected on its own before feature-level fusion.
-
-    Args:
-        transformers: ``(name, prefix, transformer)`` triples.
-    """
-
-    def __init__(self, transformers: Sequence[tuple[str, str, Any]]) -> None:
-        self.transformers = transformers
-
-    def fit(self, X: Any, y: Any = None) -> SourceUnion:
-        """Fit each source's transformer on its columns."""
-        if not isinstance(X, pd.DataFrame):
-            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
-        self.transformers_: list[tuple[str, str, Any]] = []
-        self.columns_: dict[str, list[str]] = {}
-        for name, prefix, est in self.transformers:
-            cols = [c for c in X.columns if c.startswith(prefix)]
-            if not cols:
-                raise ModelError(
-                    f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
-                    f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
-                )
-            fitted = clone(est).fit(X[cols], y)
-            if len(fitted.get_feature_names_out()) == 0:
-                raise ModelError(
-                    f"no feature of {name!r} survived preprocessing and selection on the training patients "
-                    f"({len(cols)} column(s) in); check the source's values or relax the selection settings"
-                )
-            self.transformers_.append((name, prefix, fitted))
-            self.columns_[name] = cols
-        return self
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Concatenated output names of every source."""
-        names: list[str] = []
-        for _, _, est in self.transformers_:
-            names.extend(list(est.get_feature_names_out()))
-        return np.asarray(names, dtype=object)
-
-    def transform(self, X: Any) -> pd.DataFrame:
-        """Transform each source and concatenate the columns."""
-        if not isinstance(X, pd.DataFrame):
-            raise ModelError("SourceUnion needs a FeatureTable DataFrame with 'source:name' columns")
-        parts = []
-        for name, _, est in self.transformers_:
-            cols = self.columns_[name]
-            missing = [c for c in cols if c not in X.columns]
-            if missing:
-                raise ModelError(f"{len(missing)} feature(s) of {name!r} seen in training are missing: {missing[:5]}")
-            out = est.transform(X[cols])
-            if not isinstance(out, pd.DataFrame):
-                out = pd.DataFrame(np.asarray(out), index=X.index, columns=list(est.get_feature_names_out()))
-            parts.append(out)
-        return pd.concat(parts, axis=1)

@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rccgrade.errors import FeatureError
+from rccgrade.features.naming import CLINICAL, DEEP, PREFIX_OF_KIND, RADIOMICS
 
-SOURCES: tuple[str, ...] = ("rad", "deep", "clin")
+SOURCES: tuple[str, ...] = tuple(PREFIX_OF_KIND[k] for k in (RADIOMICS, DEEP, CLINICAL))
+"""Column prefixes of the feature sources (:mod:`rccgrade.features.naming`)."""
 _META_KEY = b"rccgrade.settings"
 
 

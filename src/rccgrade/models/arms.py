@@ -30,9 +30,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
-from rccgrade.cohort.types import Cohort
 from rccgrade.errors import ConfigError, ModelError
+from rccgrade.features.clinical import clinical_table  # noqa: F401 - re-exported
+from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' home is features.naming
+    SINGLE_SOURCES,
+    deep_rois,
+    expand_sources,
+    source_prefix,
+)
 from rccgrade.features.selection import (
     ComBat,
     CorrelationFilter,
@@ -50,63 +57,17 @@ from rccgrade.features.table import validate_table
 from rccgrade.models.classifiers import default_grid, make_classifier
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import repeated_cv_oof
+from rccgrade.models.targets import BinaryClassifierTags, binary_targets
 from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, stratified_folds
 
 log = logging.getLogger(__name__)
-
-SINGLE_SOURCES: dict[str, str] = {"clinical": "clin:", "radiomics": "rad:"}
-"""Arm / source name → column prefix (``deep:<roi>`` → ``deep:<roi>:``)."""
 
 _EPS = 1e-6
 
 
 # --------------------------------------------------------------------------------------------------
-# clinical features
-# --------------------------------------------------------------------------------------------------
-
-
-def clinical_table(cohort: Cohort) -> pd.DataFrame:
-    """The cohort's clinical variables as a FeatureTable (``clin:<name>`` columns).
-
-    Numeric variables stay float64 (NaN when missing); categorical ones keep the ``category`` dtype —
-    imputation and one-hot encoding happen inside each model's pipeline, fitted on training patients.
-    """
-    frame = cohort.clinical_frame().copy()
-    frame.columns = [f"clin:{c}" for c in frame.columns]
-    frame.index = frame.index.astype(str)
-    frame.index.name = "patient_id"
-    return validate_table(frame)
-
-
-# --------------------------------------------------------------------------------------------------
 # arm construction
 # --------------------------------------------------------------------------------------------------
-
-
-def deep_rois(columns: Sequence[str]) -> list[str]:
-    """ROI names present among ``deep:<roi>:<feature>`` columns, sorted."""
-    return sorted({c.split(":")[1] for c in columns if c.startswith("deep:") and c.count(":") >= 2})
-
-
-def expand_sources(names: Sequence[str], columns: Sequence[str]) -> list[str]:
-    """Replace ``deep:*`` by one ``deep:<roi>`` per ROI in ``columns`` (order kept, duplicates removed)."""
-    out: list[str] = []
-    for name in names:
-        items = [f"deep:{roi}" for roi in deep_rois(columns)] if name == "deep:*" else [name]
-        out.extend(i for i in items if i not in out)
-    return out
-
-
-def source_prefix(source: str) -> str:
-    """Column prefix of a source (``clinical`` → ``clin:``, ``deep:box`` → ``deep:box:``)."""
-    if source in SINGLE_SOURCES:
-        return SINGLE_SOURCES[source]
-    if source.startswith("deep:") and source.count(":") == 1 and len(source) > 5:
-        return source + ":"
-    raise ConfigError(
-        f"unknown feature source {source!r}; use 'clinical', 'radiomics', 'deep:<roi>' or 'deep:*' "
-        "(models.arms / models.combined_sources)"
-    )
 
 
 def arm_sources(arm: str, settings: ModelSettings, columns: Sequence[str]) -> list[str]:
@@ -214,7 +175,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-class StackedClassifier(ClassifierMixin, BaseEstimator):
+class StackedClassifier(BinaryClassifierTags, ClassifierMixin, BaseEstimator):
     """Late fusion: logistic regression on the logits of several arms' probabilities.
 
     ``fit`` fits each base arm on all data and the meta-model on their out-of-fold probabilities (so the
@@ -232,8 +193,9 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y: Any) -> StackedClassifier:
-        """Fit the base arms and the meta-model."""
-        y = np.asarray(y).astype(np.int64)
+        """Fit the base arms and the meta-model (a FeatureTable goes to the arms as it is)."""
+        X, y = _validated(self, X, y, reset=True)
+        y = binary_targets(self, y)
         folds = stratified_folds(y, self.cv, self.random_state)
         fitted, oof = [], []
         for name, est in self.estimators:
@@ -244,7 +206,8 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
     def _set_fitted(self, fitted: list[tuple[str, Any]], oof: np.ndarray, y: np.ndarray) -> StackedClassifier:
         self.estimators_ = list(fitted)
         self.meta_ = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(oof), y)
-        self.classes_ = np.array([0, 1])
+        if not hasattr(self, "classes_"):
+            self.classes_ = np.array([0, 1])
         return self
 
     @classmethod
@@ -257,17 +220,32 @@ class StackedClassifier(ClassifierMixin, BaseEstimator):
 
     def base_probabilities(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each base arm's probability of high grade."""
+        check_is_fitted(self, "meta_")
+        if hasattr(self, "n_features_in_"):  # fitted here (not assembled by from_fitted): check the input
+            X, _ = _validated(self, X, reset=False)
         return pd.DataFrame(
             {name: est.predict_proba(X)[:, 1] for name, est in self.estimators_}, index=getattr(X, "index", None)
         )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Meta-model probabilities, shape (n, 2)."""
-        return self.meta_.predict_proba(_logit(self.base_probabilities(X).to_numpy()))
+        base = self.base_probabilities(X).to_numpy()
+        return self.meta_.predict_proba(_logit(base))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Class with the larger probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _validated(est: Any, X: Any, y: Any = "no_validation", *, reset: bool) -> tuple[Any, Any]:
+    """scikit-learn's input validation; a DataFrame (a FeatureTable) is only checked, never converted."""
+    from sklearn.utils.validation import validate_data
+
+    frame = isinstance(X, pd.DataFrame)
+    if isinstance(y, str) and y == "no_validation":
+        return validate_data(est, X, reset=reset, skip_check_array=frame), None
+    return validate_data(est, X, y, reset=reset, skip_check_array=frame)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rccgrade.errors import ConfigError
+from rccgrade.models.targets import BinaryClassifierTags, binary_targets
 
 CLASSIFIERS: tuple[str, ...] = ("logistic", "svm", "random_forest", "xgboost", "lightgbm")
 
@@ -99,11 +101,14 @@ class _BoosterOnArrays:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, 2)."""
-        return self.model_.predict_proba(np.asarray(X, dtype=np.float64))
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)  # type: ignore[arg-type]
+        return self.model_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Class with the larger probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -111,7 +116,7 @@ class _BoosterOnArrays:
         return np.asarray(self.model_.feature_importances_)
 
 
-class BalancedXGBClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
+class BalancedXGBClassifier(BinaryClassifierTags, _BoosterOnArrays, ClassifierMixin, BaseEstimator):
     """XGBoost gradient boosting with ``scale_pos_weight`` set from the training labels.
 
     Args:
@@ -143,7 +148,8 @@ class BalancedXGBClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
         """Fit with the class ratio of these labels."""
         import xgboost
 
-        y = _labels01(y)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        y = binary_targets(self, y)
         n_pos = max(int(y.sum()), 1)
         self.scale_pos_weight_ = float((y.size - n_pos) / n_pos)
         self.model_ = xgboost.XGBClassifier(
@@ -157,12 +163,11 @@ class BalancedXGBClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
             n_jobs=1,
             tree_method="hist",
             eval_metric="logloss",
-        ).fit(np.asarray(X, dtype=np.float64), y)
-        self.classes_ = np.array([0, 1])
+        ).fit(X, y)
         return self
 
 
-class BalancedLGBMClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
+class BalancedLGBMClassifier(BinaryClassifierTags, _BoosterOnArrays, ClassifierMixin, BaseEstimator):
     """LightGBM gradient boosting with balanced class weights, deterministic single-threaded training.
 
     Args:
@@ -197,7 +202,8 @@ class BalancedLGBMClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
         """Fit on plain arrays."""
         import lightgbm
 
-        y = _labels01(y)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        y = binary_targets(self, y)
         self.model_ = lightgbm.LGBMClassifier(
             n_estimators=self.n_estimators,
             num_leaves=self.num_leaves,
@@ -212,8 +218,7 @@ class BalancedLGBMClassifier(_BoosterOnArrays, ClassifierMixin, BaseEstimator):
             deterministic=True,
             force_row_wise=True,
             verbose=-1,
-        ).fit(np.asarray(X, dtype=np.float64), y)
-        self.classes_ = np.array([0, 1])
+        ).fit(X, y)
         return self
 
 

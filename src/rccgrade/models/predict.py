@@ -38,7 +38,7 @@ import pandas as pd
 from rccgrade.cohort.integrity import CheckOptions, check_case_clinical, check_case_images, clinical_value_problem
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, Cohort, Problem
-from rccgrade.errors import CohortError, ModelError
+from rccgrade.errors import ModelError
 from rccgrade.features.table import validate_table
 from rccgrade.models.bundle import FeatureStats, ModelBundle
 
@@ -176,25 +176,6 @@ def predict_bundle(
     )
 
 
-def _manifest_phases(manifest: str | Path) -> list[str]:
-    """Phases with at least one non-empty path in the manifest, in canonical order."""
-    from rccgrade.cohort.types import PHASES
-
-    path = Path(manifest)
-    try:
-        head = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise CohortError("manifest not found; check the path", path=path) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CohortError(
-            f"cannot parse the manifest as CSV ({str(exc).splitlines()[0][:120]}); save it as comma-separated UTF-8 "
-            "text with a header row",
-            path=path,
-        ) from None
-    cols = {str(c).strip().lower(): c for c in head.columns}
-    return [p for p in PHASES if p in cols and (head[cols[p]].str.strip() != "").any()]
-
-
 def bundle_cohort_settings(bundle: ModelBundle) -> CohortSettings:
     """The cohort settings the bundle's training cohort was read with (labels not required).
 
@@ -236,7 +217,9 @@ def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
     if trained_phases:
         # new patients may lack a phase (e.g. no excretory scan): read the phases present; preprocessing fills
         # the missing channels with its documented strategy, and a stage that needs a missing phase says so
-        present = _manifest_phases(manifest)
+        from rccgrade.cohort.manifest_info import manifest_phases
+
+        present = manifest_phases(manifest)
         kept = [p for p in trained_phases if p in present]
         if kept and kept != list(trained_phases):
             log.warning(

@@ -103,7 +103,7 @@ def read_split(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ModelError("split file not found", path=path)
-    frame = pd.read_csv(path, dtype={"patient_id": str, "split": str})
+    frame = pd.read_csv(path, dtype={"patient_id": str, "split": str}, keep_default_na=False)
     if list(frame.columns) != ["patient_id", "split"]:
         raise ModelError("a split file needs exactly the columns patient_id, split", path=path)
     return frame

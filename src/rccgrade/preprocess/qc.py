@@ -225,7 +225,7 @@ def registration_residuals(
     """
     import SimpleITK as sitk
 
-    from rccgrade.preprocess.pipeline import registered_paths
+    from rccgrade.preprocess.paths import registered_paths
     from rccgrade.synth import transform_from_truth
 
     preprocess_dir = Path(preprocess_dir)

@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from rccgrade.cache import file_checksum, stable_hash
 from rccgrade.cohort.types import Cohort
 from rccgrade.errors import FeatureError, ImageError
+from rccgrade.features.naming import radiomics_column
 from rccgrade.parallel import Outcome, ParallelSettings, ProgressCallback, run_cases
 from rccgrade.preprocess.orientation import CANONICAL, to_canonical
 from rccgrade.radiomics.params import PYKWALIFY_LOCK, load_params
@@ -435,12 +436,12 @@ def _assemble(
         copies: list[dict[str, float]] = []
         for phase in settings.phases:
             payload = payloads[(pid, phase)]
-            row.update({f"rad:{phase}:{k}": v for k, v in payload["features"].items()})
+            row.update({radiomics_column(phase, k): v for k, v in payload["features"].items()})
             diag.update({f"{phase}:{k}": v for k, v in payload["diagnostics"].items()})
             for i, copy in enumerate(payload.get("perturbed", [])):
                 if len(copies) <= i:
                     copies.append({})
-                copies[i].update({f"rad:{phase}:{k}": v for k, v in copy.items()})
+                copies[i].update({radiomics_column(phase, k): v for k, v in copy.items()})
         rows[pid] = row
         diag_rows[pid] = diag
         perturbed[pid] = copies

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rccgrade.errors import RccgradeError
+from rccgrade.features.naming import arm_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -80,16 +81,6 @@ def arm_colors(arms: Sequence[str]) -> dict[str, str]:
             out[a] = free[k % len(free)]
             k += 1
     return out
-
-
-def arm_label(arm: str) -> str:
-    """Readable arm name for legends: ``deep:dilated5mm`` → ``Deep (dilated 5 mm)``."""
-    if arm.startswith("deep:"):
-        roi = arm.split(":", 1)[1]
-        if roi.startswith("dilated") and roi.endswith("mm"):
-            roi = f"dilated {roi[len('dilated') : -2]} mm"
-        return f"Deep ({roi})"
-    return arm[:1].upper() + arm[1:]
 
 
 def _new_figure(width: float, height: float) -> Figure:

@@ -1,7 +1,11 @@
-"""``rccgrade study``, ``rccgrade demo`` and ``rccgrade evaluate``: the whole study from the command line."""
+"""``rccgrade study``, ``rccgrade demo`` and ``rccgrade evaluate``: the whole study from the command line.
+
+The top of the dependency chain: cli → runner → stages → the domain packages.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,15 @@ from rccgrade.errors import ConfigError
 
 console = Console(stderr=True)
 out_console = Console()
+
+
+def _log_console() -> Console:
+    """The console of the root logger's rich handler (log lines then print above the live progress display)."""
+    for handler in logging.getLogger().handlers:
+        found = getattr(handler, "console", None)
+        if isinstance(found, Console):
+            return found
+    return console
 
 
 class RichObserver:
@@ -40,19 +53,19 @@ class RichObserver:
         if task is None:
             return
         style = {"cached": "cyan", "skipped": "dim", "ran": "green"}.get(record.status, "red")
+        status = f"{record.status} (forced)" if record.forced else record.status
         detail = f" — {record.detail}" if record.detail else ""
         fails = f" [red]{record.n_failures} failed[/]" if record.n_failures else ""
         self.progress.update(
             task,
-            description=f"[bold]{record.name:<10}[/] [{style}]{record.status}[/] "
-            f"{record.seconds:6.1f} s{detail}{fails}",
+            description=f"[bold]{record.name:<10}[/] [{style}]{status}[/] {record.seconds:6.1f} s{detail}{fails}",
             total=1,
             completed=1,
         )
 
 
 def _summary_table(result: Any) -> Table:
-    from rccgrade.study_models import arm_label
+    from rccgrade.features.naming import arm_label
 
     table = Table(title="Discrimination (AUC, 95% CI)", title_justify="left")
     table.add_column("Arm")
@@ -72,16 +85,14 @@ def _summary_table(result: Any) -> Table:
     return table
 
 
-def _run(cfg: Any, scheduler: str | None, fallback_weights: str | None) -> Any:
-    from rccgrade.study import run_study
+def _run(cfg: Any, scheduler: str | None, fallback_weights: str | None, force: list[str] | None = None) -> Any:
+    from rccgrade.study.runner import forced_stages, run_study
 
     global console
-    try:  # share the log handler's console so log lines print above the live progress display
-        from rccgrade.cli import err_console
-
-        console = err_console
-    except ImportError:  # pragma: no cover
-        pass
+    console = _log_console()
+    forced = forced_stages(force or [])
+    if forced:
+        console.print(f"forcing {', '.join(force or [])}: recomputing {', '.join(forced)}", highlight=False)
     t0 = time.perf_counter()
     with Progress(
         SpinnerColumn(),
@@ -92,33 +103,33 @@ def _run(cfg: Any, scheduler: str | None, fallback_weights: str | None) -> Any:
         console=console,
         transient=False,
     ) as progress:
-        result = run_study(cfg, observer=RichObserver(progress), scheduler=scheduler, fallback_weights=fallback_weights)
+        result = run_study(
+            cfg,
+            observer=RichObserver(progress),
+            scheduler=scheduler,
+            fallback_weights=fallback_weights,
+            force=force or (),
+        )
     wall = time.perf_counter() - t0
     if result.summary_rows():
         out_console.print(_summary_table(result))
     for w in result.warnings:
         console.print(f"[bold yellow]warning:[/] {w}")
     cached = [r.name for r in result.records if r.status == "cached"]
-    console.print(f"study finished in {wall:.1f} s" + (f" (reused from cache: {', '.join(cached)})" if cached else ""))
+    console.print(
+        f"study finished in {wall:.1f} s"
+        + (f" (reused from cache: {', '.join(cached)})" if cached else "")
+        + (f" (recomputed by --force: {', '.join(result.forced)})" if result.forced else ""),
+        highlight=False,
+    )
     return result
 
 
-def _resolve_params_path(cfg: Any, base: Path) -> None:
-    """A radiomics params file given relative to the config file is made absolute."""
-    spec = str(cfg.radiomics.params)
-    if spec in ("ct_default", "ibsi") or Path(spec).is_absolute():
-        return
-    candidate = (base / spec).resolve()
-    if candidate.is_file():
-        cfg.radiomics.params = str(candidate)
-
-
 def load_study_config(config: Path, name: str | None = None, runs_dir: Path | None = None) -> Any:
-    """Load a study YAML for the CLI: resolve the radiomics params path, apply ``--name``/``--runs-dir``."""
+    """Load a study YAML for the CLI (relative paths resolve against its folder) and apply ``--name``/``--runs-dir``."""
     from rccgrade.config import load_config
 
     cfg = load_config(config)
-    _resolve_params_path(cfg, Path(config).resolve().parent)
     if name:
         cfg.name = name
     if runs_dir is not None:
@@ -139,10 +150,15 @@ def study_command(
         help="Deep weights to use when ImageNet weights cannot be obtained (e.g. 'none'); the report then "
         "carries a warning banner. Default: fail with instructions.",
     ),
+    force: list[str] | None = typer.Option(
+        None,
+        "--force",
+        help="Recompute this stage and every stage after it even when cached (repeatable; 'all': every stage).",
+    ),
 ) -> None:
     """Run the whole study (cached stages are reused) and print where the report is."""
     cfg = load_study_config(config, name, runs_dir)
-    result = _run(cfg, scheduler, fallback_weights)
+    result = _run(cfg, scheduler, fallback_weights, force)
     out_console.print(f"run folder: {result.run_dir}")
     if result.report is not None:
         out_console.print(f"report: {result.report}")
@@ -187,7 +203,7 @@ def evaluate_command(
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address for per-case stages."),
 ) -> None:
     """External validation of saved model(s) on another cohort, which may lack a phase."""
-    from rccgrade.external import evaluate_external
+    from rccgrade.study.external import evaluate_external
 
     result = evaluate_external(bundle, manifest, out, cohort_name=name, scheduler=scheduler)
     table = Table(title=f"External validation — {name}", title_justify="left")

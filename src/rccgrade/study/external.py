@@ -1,0 +1,338 @@
+"""External validation: apply saved model bundles to another cohort and report the same statistics.
+
+The bundles record the settings of every stage that made their features (``bundle.json`` →
+``feature_settings``). This module recomputes those features for the external cohort with exactly those
+settings, by running the study's own stages (cohort, preprocess, radiomics, deep, clinical), predicts with
+each bundle at its training-derived threshold and evaluates discrimination (AUC with DeLong CI),
+classification at that threshold, calibration (the model is *not* recalibrated), decision curves and paired
+DeLong comparisons.
+
+An external cohort may lack a phase (e.g. no excretory series): the manifest's phase columns decide which
+phases are read; preprocessing fills the missing channels with its documented strategy
+(``preprocess.missing_phases``) and the report says so. A bundle whose features need a missing phase (e.g.
+arterial radiomics without an arterial series) is reported as not applicable rather than silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rccgrade.cohort.manifest_info import manifest_phases
+from rccgrade.cohort.types import PHASES
+from rccgrade.config import dump_config
+from rccgrade.errors import ConfigError, ModelError, RccgradeError
+from rccgrade.features.naming import CLINICAL, DEEP, RADIOMICS, STACKED, kinds_of_columns
+from rccgrade.study.context import StudyContext, StudyObserver, need
+from rccgrade.study.lock import run_lock
+from rccgrade.study.outputs import FigurePaths
+from rccgrade.study.report_blocks import delong_blocks, metrics_rows, qc_block, table1_blocks
+from rccgrade.study.runner import run_stage
+from rccgrade.study.stages import ClinicalStage, CohortStage, DeepStage, PreprocessStage, RadiomicsStage
+from rccgrade.study.stages.evaluate import jsonable, save_figures
+
+__all__ = ["ExternalResult", "evaluate_external", "find_bundles", "manifest_phases"]
+
+
+@dataclass
+class ExternalResult:
+    """What :func:`evaluate_external` produced.
+
+    Attributes:
+        out_dir: Output folder.
+        rows: One summary row per evaluated arm (``label``, ``n``, ``auc``, ``auc_lo``, ``auc_hi``, …).
+        metrics: Contents of ``metrics.json``.
+        report: Path of ``report.html``.
+        warnings: Warnings (missing phases, arms not applicable …).
+    """
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    report: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_bundles(path: str | Path) -> list[Path]:
+    """A bundle folder, or every bundle inside a run's ``bundles/`` folder (sorted).
+
+    Raises:
+        ModelError: no ``bundle.json`` at or under ``path``.
+    """
+    path = Path(path)
+    if (path / "bundle.json").is_file():
+        return [path]
+    found = sorted(p.parent for p in path.glob("*/bundle.json"))
+    if not found and (path / "bundles").is_dir():
+        found = sorted(p.parent for p in (path / "bundles").glob("*/bundle.json"))
+    if not found:
+        raise ModelError(
+            "no model bundle here: pass a bundle folder (runs/<name>/bundles/<arm>) or a run's bundles/ folder",
+            path=path,
+        )
+    return found
+
+
+def _study_config(fs: dict[str, Any], manifest: Path, out: Path, phases: list[str], arms: list[str]) -> Any:
+    from rccgrade.config import StudyConfig
+    from rccgrade.models.settings import ModelSettings
+
+    cohort = dict(fs.get("cohort") or {})
+    radiomics = dict(fs.get("radiomics") or {})
+    if radiomics:
+        # Stability (ICC) only decides which features a model may use; the model is already fitted, so the
+        # external cohort needs the features, not their stability.
+        radiomics["stability"] = {**dict(radiomics.get("stability") or {}), "enabled": False}
+        radiomics["phases"] = [p for p in radiomics.get("phases", ["arterial"]) if p in phases] or radiomics.get(
+            "phases", ["arterial"]
+        )
+    data = {
+        "name": "external",
+        "runs_dir": str(out.parent),
+        "cohort": {
+            "manifest": str(manifest),
+            "phases": phases,
+            "mask_phase": cohort.get("mask_phase", "arterial"),
+            "label": cohort.get("label"),
+            "clinical_types": fs.get("clinical_types") or {},
+        },
+        "preprocess": fs.get("preprocess") or {},
+        "radiomics": radiomics,
+        "deep": dict(fs.get("deep") or {}),
+        "models": ModelSettings(arms=arms).model_dump(mode="json"),
+    }
+    cfg = StudyConfig.model_validate(data)
+    cfg.runs_dir = out.parent
+    cfg.name = out.name
+    return cfg
+
+
+def evaluate_external(
+    bundle: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    cohort_name: str = "External cohort",
+    scheduler: str | None = None,
+) -> ExternalResult:
+    """External validation of one bundle or of every bundle of a run on the cohort of ``manifest``.
+
+    Args:
+        bundle: A bundle folder or a folder of bundles (``runs/<name>/bundles``).
+        manifest: The external cohort's manifest (labels required; phases may be missing).
+        out: Output folder: ``predictions.csv``, ``metrics.json``, ``figures/``, ``report.html`` and stage caches.
+        cohort_name: Name of the cohort in the report.
+        scheduler: Dask scheduler address for the per-case stages.
+
+    Returns:
+        An :class:`ExternalResult`.
+
+    Raises:
+        ModelError: no bundle, or bundles trained with different feature settings.
+        RccgradeError: the cohort has no usable labelled case.
+    """
+    from rccgrade.models.bundle import load_bundle
+
+    out = Path(out).resolve()
+    manifest = Path(manifest).resolve()
+    bundles = [load_bundle(p) for p in find_bundles(bundle)]
+    fs = bundles[0].feature_settings
+    for b in bundles[1:]:
+        if json.dumps(b.feature_settings, sort_keys=True) != json.dumps(fs, sort_keys=True):
+            raise ModelError(
+                f"bundles {bundles[0].arm!r} and {b.arm!r} were trained on features made with different settings; "
+                "evaluate them separately",
+                path=b.path,
+            )
+    phases = manifest_phases(manifest)
+    warnings: list[str] = []
+    missing = [p for p in PHASES if p not in phases]
+    if missing:
+        strategy = (fs.get("preprocess") or {}).get("missing_phases", "repeat")
+        warnings.append(
+            f"The external cohort has no {', '.join(missing)} phase: its image channels were filled by the "
+            f"'{strategy}' strategy, so deep features differ in kind from the development cohort's."
+        )
+    arms = [b.arm for b in bundles]
+    cfg = _study_config(fs, manifest, out, phases, [a for a in arms if a != STACKED] or [CLINICAL])
+    if scheduler:
+        cfg.parallel = cfg.parallel.model_copy(update={"scheduler": scheduler, "backend": "dask"})
+    run_dir = _output_folder(out)
+    with run_lock(run_dir):  # two evaluations never write one output folder at once
+        dump_config(cfg, run_dir / "config.yaml")
+        ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, observer=StudyObserver())
+        ctx.warnings.extend(warnings)
+        return _evaluate(ctx, bundles, arms, phases, cohort_name)
+
+
+def _output_folder(out: Path) -> Path:
+    """Create the output folder (a path the user chose, not an identifier).
+
+    Raises:
+        ConfigError: it cannot be created or written.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create or write the output folder ({exc.strerror or exc}); pass another --out", path=out
+        ) from None
+    return out
+
+
+def _evaluate(
+    ctx: StudyContext, bundles: list[Any], arms: list[str], phases: list[str], cohort_name: str
+) -> ExternalResult:
+    """The features of the external cohort (the study's stages), the predictions, statistics and report."""
+    from rccgrade.features.table import join_tables
+    from rccgrade.models.predict import predict_bundle
+
+    run_dir = ctx.run_dir
+    out = run_dir
+    needed: set[str] = set()
+    for b in bundles:
+        needed |= kinds_of_columns(b.feature_names)
+    run_stage(ctx, CohortStage(check_folds=False))
+    tables = []
+    if needed & {RADIOMICS, DEEP}:
+        run_stage(ctx, PreprocessStage())
+    if RADIOMICS in needed:
+        tables.append(need(run_stage(ctx, RadiomicsStage(always=True)), "radiomics").table)
+    if DEEP in needed:
+        tables.append(need(run_stage(ctx, DeepStage(always=True)), "deep").table)
+    clinical = need(run_stage(ctx, ClinicalStage()), "clinical")
+    if clinical.table.shape[1]:
+        tables.append(clinical.table)
+    table = join_tables(*tables)
+    labels = need(ctx.results.cohort, "cohort").labels()
+    ids = [p for p in table.index if p in labels.index and not pd.isna(labels[p])]
+    if not ids:
+        raise RccgradeError("no labelled case of the external cohort has features; see failures.csv", path=out)
+    table = table.loc[ids]
+    y = labels.reindex(ids).astype(int)
+    preds = pd.DataFrame({"y": y}, index=pd.Index(ids, name="patient_id"))
+    thresholds: dict[str, float] = {}
+    for b in bundles:
+        try:
+            res = predict_bundle(b, table)
+        except RccgradeError as exc:
+            ctx.warn(f"{b.arm}: not applicable to this cohort ({exc.message})")
+            continue
+        preds[b.arm] = res["probability"].reindex(ids)
+        thresholds[b.arm] = b.threshold
+    evaluated = [a for a in arms if a in preds.columns and preds[a].notna().all()]
+    preds.to_csv(run_dir / "predictions.csv", float_format="%.10g")
+    pd.DataFrame(ctx.failures, columns=["stage", "patient_id", "error"]).to_csv(run_dir / "failures.csv", index=False)
+    metrics, evals, dca = _statistics(ctx, preds, evaluated, thresholds)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    figures = (
+        save_figures(ctx, evals, run_dir / "figures", decision_curves={"test": dca} if dca is not None else None)
+        if evaluated
+        else {}
+    )
+    report = _report(ctx, cohort_name, metrics, evaluated, figures, phases)
+    rows = metrics_rows(metrics["arms"], evaluated, cohorts=("external",))
+    return ExternalResult(out_dir=run_dir, rows=rows, metrics=metrics, report=report, warnings=list(ctx.warnings))
+
+
+def _statistics(
+    ctx: StudyContext, preds: pd.DataFrame, arms: list[str], thresholds: dict[str, float]
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    from rccgrade.stats.dca import decision_curve, default_thresholds
+    from rccgrade.stats.evaluate import evaluate_predictions
+    from rccgrade.stats.roc import compare_models
+
+    settings = ctx.config.evaluation
+    y = preds["y"].to_numpy(int)
+    evals = {
+        a: evaluate_predictions(
+            None, None, y, preds[a].to_numpy(float), settings, seed=ctx.seed, threshold=thresholds[a], arm=a
+        )
+        for a in arms
+    }
+    flat = {a: {k.replace("test.", "external.", 1): v for k, v in ev.flat().items()} for a, ev in evals.items()}
+    comparisons = {}
+    if len(arms) >= 2:
+        comparisons["external"] = compare_models(
+            y,
+            {a: preds[a].to_numpy(float) for a in arms},
+            level=settings.ci_level,
+            correction=settings.multiple_testing,
+        ).to_dict(orient="records")
+    t = default_thresholds(settings.dca_threshold_min, settings.dca_threshold_max, settings.dca_threshold_step)
+    dca = decision_curve(y, {a: preds[a].to_numpy(float) for a in arms}, t) if arms else None
+    metrics = jsonable(
+        {
+            "cohort": "external",
+            "n": len(y),
+            "n_high": int(np.sum(y)),
+            "arms": flat,
+            "comparisons": comparisons,
+            "thresholds": thresholds,
+        }
+    )
+    return metrics, evals, dca
+
+
+def _report(
+    ctx: StudyContext,
+    cohort_name: str,
+    metrics: dict[str, Any],
+    arms: list[str],
+    figures: dict[str, FigurePaths],
+    phases: list[str],
+) -> Path:
+    from rccgrade import __version__
+    from rccgrade.report.html import Figure, ReportContext, default_checklist, render_report
+
+    cohort = need(ctx.results.cohort, "cohort")
+    figs: dict[str, Figure] = {}
+    captions = {
+        "roc": f"ROC curves of the saved models in the {cohort_name} (pointwise 95% bootstrap bands).",
+        "calibration_test": f"Calibration of the saved models in the {cohort_name} (no recalibration).",
+        "dca_test": f"Decision curves of the saved models in the {cohort_name}.",
+    }
+    keys = []
+    for name, paths in figures.items():
+        key = f"ext_{name}"
+        figs[key] = Figure(
+            caption=captions.get(name, name), png=paths.png, svg=paths.svg, width="90%" if name == "roc" else "70%"
+        )
+        keys.append(key)
+    n, n_high = metrics["n"], metrics["n_high"]
+    text = (
+        f"{n} patients of the {cohort_name} ({n_high} high grade, {100 * n_high / max(n, 1):.1f}%) with phases "
+        f"{', '.join(phases)}. Features were recomputed with the settings stored in the model bundles; each model "
+        "was applied unchanged, at the decision threshold chosen on its development cohort."
+    )
+    rows = metrics_rows(metrics["arms"], arms, cohorts=("external",))
+    context = ReportContext(
+        title=f"External validation — {cohort_name}",
+        run_name=ctx.config.name,
+        version=__version__,
+        summary=[text],
+        warnings=list(ctx.warnings),
+        qc=qc_block(cohort.validation, ctx.results.preprocess, ctx.failures),
+        cohort={
+            "n_total": cohort.n_total,
+            "n_usable": len(cohort.cohort),
+            "n_excluded": cohort.n_total - len(cohort.cohort),
+            "n_high": n_high,
+            "prevalence": 100.0 * n_high / max(n, 1),
+        },
+        table1=table1_blocks(cohort.cohort, None, ctx.config.report),
+        delong=delong_blocks(metrics.get("comparisons", {}), arms),
+        figures=figs,
+        external=[{"name": cohort_name, "text": text, "metrics": rows, "figures": keys}],
+        sections=("summary", "patients", "external", "checklist"),
+    )
+    context.checklist = default_checklist(context)
+    return render_report(context, ctx.run_dir / "report.html", ctx.config.report)
