@@ -330,3 +330,21 @@ def test_predict_manifest_is_a_library_function(
     preds = predict_manifest(load_bundle(clinical_bundle), manifest, tmp_path / "work")
     assert list(preds.index) == test[:3] and list(preds["status"]) == ["failed", "ok", "ok"]
     assert json.loads(preds.to_json())  # plain, serialisable columns
+
+
+def test_ood_needs_an_extreme_value_or_a_share_of_features_outside() -> None:
+    """One value mildly outside among many features is chance on a small cohort; many, or one extreme, is not."""
+    from rccgrade.models.bundle import FeatureStats
+
+    names = [f"f{i}" for i in range(8)]
+    dist = {n: FeatureStats(n=20, median=0.5, mad=0.1, q1=0.4, q3=0.6, min=0.0, max=1.0) for n in names}
+    rows = {
+        "one_mild": [2.5] + [0.5] * 7,  # 1.5 spans beyond, 1 of 8 features: tolerated
+        "three_mild": [2.5] * 3 + [0.5] * 5,  # 3 of 8 > 25%: out
+        "one_extreme": [12.0] + [0.5] * 7,  # 11 spans beyond: out
+        "inside": [0.5] * 8,
+    }
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=names)
+    reasons = out_of_distribution(frame, dist)
+    assert [bool(reasons[k]) for k in rows] == [False, True, True, False]
+    assert "3 of 8" in reasons["three_mild"] and "f0 = 12" in reasons["one_extreme"]

@@ -161,9 +161,8 @@ def test_the_configuration_is_checked_before_any_work(
     tmp_path: Path, models: dict[str, Any], radiomics: dict[str, Any], match: str
 ) -> None:
     counter: dict[str, int] = {}
-    cfg = _config(tmp_path, models=models, radiomics=radiomics, synth={"n": 40})
-    with pytest.raises(ConfigError, match=match):
-        run_study(cfg, stages=_stages(counter))
+    with pytest.raises(ConfigError, match=match):  # a bad params file is refused as early as the config itself
+        run_study(_config(tmp_path, models=models, radiomics=radiomics, synth={"n": 40}), stages=_stages(counter))
     assert counter == {} and not (tmp_path / "runs").exists()
 
 

@@ -353,3 +353,56 @@ def test_report_figures_come_from_the_saved_fitted_models(first_run: tuple[Any, 
     z = (X[lin.names].to_numpy() - lin.scaler.mean_) / lin.scaler.scale_
     p = 1 / (1 + np.exp(-(z @ lin.classifier.coef_.ravel() + lin.classifier.intercept_[0])))
     assert p == pytest.approx(clinical.predict_proba(table)[:, 1], abs=1e-12)
+
+
+def test_external_validation_accounts_for_every_manifest_row(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    """A case whose image is missing and one whose mask is empty stay in predictions.csv, failed with a reason;
+    the statistics use the other patients; the CLI exits 1 unless --allow-failures."""
+    import numpy as np
+    import SimpleITK as sitk
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "ext", n=10, seed=12, size="small", parallel=ParallelSettings(backend="serial"))
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    broken = frame.iloc[0]["patient_id"]
+    frame.loc[0, "arterial"] = "images/does_not_exist.nii.gz"
+    empty = frame.iloc[1]["patient_id"]
+    mask_path = manifest.parent / frame.iloc[1]["mask"]
+    mask = sitk.ReadImage(str(mask_path))
+    blank = sitk.GetImageFromArray(np.zeros_like(sitk.GetArrayFromImage(mask)))
+    blank.CopyInformation(mask)
+    sitk.WriteImage(blank, str(mask_path))
+    frame.to_csv(manifest, index=False)
+    bundles = first_run[0].run_dir / "bundles"
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(bundles), str(manifest), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    pred = pd.read_csv(tmp_path / "out" / "predictions.csv", dtype={"patient_id": str}, keep_default_na=False)
+    assert pred["patient_id"].tolist() == frame["patient_id"].tolist()  # every manifest row, in order
+    for pid, word in ((broken, "does_not_exist"), (empty, "mask_empty")):
+        row = pred.set_index("patient_id").loc[pid]
+        for arm in ("clinical", "radiomics"):
+            assert row[f"{arm}.status"] == "failed"
+            assert word in row[f"{arm}.reason"]
+        assert row["radiomics"] == ""  # no probability for a failed patient
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_manifest"] == 10 and metrics["n"] <= 8
+    status_cols = [c for c in pred.columns if c.endswith(".status")]
+    ok = pred[(pred[status_cols] != "failed").all(axis=1)]  # OOD patients keep their probability in the statistics
+    assert len(ok) == metrics["n"]
+    from rccgrade.stats.roc import auc
+
+    assert metrics["arms"]["radiomics"]["external.auc"] == pytest.approx(
+        auc(ok["y"].astype(int), ok["radiomics"].astype(float)), abs=1e-12
+    )
+    again = runner.invoke(
+        app, ["evaluate", str(bundles), str(manifest), "--out", str(tmp_path / "out2"), "--allow-failures"]
+    )
+    assert again.exit_code == 0, again.output

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -114,7 +115,7 @@ def _run(cfg: Any, scheduler: str | None, fallback_weights: str | None, force: l
     if result.summary_rows():
         out_console.print(_summary_table(result))
     for w in result.warnings:
-        console.print(f"[bold yellow]warning:[/] {w}")
+        console.print(f"[bold yellow]warning:[/] {escape(w)}")
     cached = [r.name for r in result.records if r.status == "cached"]
     console.print(
         f"study finished in {wall:.1f} s"
@@ -201,8 +202,15 @@ def evaluate_command(
     out: Path = typer.Option(Path("external"), "--out", help="Output folder (predictions, metrics, report)."),
     name: str = typer.Option("External cohort", "--name", help="Name of the cohort in the report."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address for per-case stages."),
+    allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some patients failed."),
 ) -> None:
-    """External validation of saved model(s) on another cohort, which may lack a phase."""
+    """External validation of saved model(s) on another cohort, which may lack a phase.
+
+    Every manifest row is in predictions.csv with each model's status (ok / failed / out_of_distribution) and
+    reason; the exit code is 1 when any patient has no prediction from some model, unless --allow-failures.
+    Patients far outside a model's training distribution keep their probability in the statistics (leaving them
+    out would flatter the model) and are flagged out_of_distribution.
+    """
     from rccgrade.study.external import evaluate_external
 
     result = evaluate_external(bundle, manifest, out, cohort_name=name, scheduler=scheduler)
@@ -223,5 +231,15 @@ def evaluate_command(
         )
     out_console.print(table)
     for w in result.warnings:
-        console.print(f"[bold yellow]warning:[/] {w}")
+        console.print(f"[bold yellow]warning:[/] {escape(w)}")
     out_console.print(f"report: {result.report}")
+    counts = result.metrics.get("status_counts", {})
+    n_bad = max((c.get("failed", 0) for c in counts.values()), default=0)
+    if n_bad:
+        console.print(
+            f"[bold yellow]{n_bad} of {result.metrics.get('n_manifest')} patient(s) have no prediction from some "
+            f"model[/]: see the status and reason columns of {escape(str(result.out_dir / 'predictions.csv'))}",
+            highlight=False,
+        )
+        if not allow_failures:
+            raise typer.Exit(code=1)

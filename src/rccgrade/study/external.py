@@ -16,6 +16,7 @@ arterial radiomics without an arterial series) is reported as not applicable rat
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,7 @@ def _evaluate(
 ) -> ExternalResult:
     """The features of the external cohort (the study's stages), the predictions, statistics and report."""
     from rccgrade.features.table import join_tables
-    from rccgrade.models.predict import predict_bundle
+    from rccgrade.models.predict import STATUS_FAILED, STATUS_OK, STATUS_OOD, out_of_distribution, predict_table
 
     run_dir = ctx.run_dir
     out = run_dir
@@ -212,26 +213,78 @@ def _evaluate(
     if clinical.table.shape[1]:
         tables.append(clinical.table)
     table = join_tables(*tables)
-    labels = need(ctx.results.cohort, "cohort").labels()
-    ids = [p for p in table.index if p in labels.index and not pd.isna(labels[p])]
-    if not ids:
-        raise RccgradeError("no labelled case of the external cohort has features; see failures.csv", path=out)
-    table = table.loc[ids]
-    y = labels.reindex(ids).astype(int)
-    preds = pd.DataFrame({"y": y}, index=pd.Index(ids, name="patient_id"))
+    cohort = need(ctx.results.cohort, "cohort")
+    labels = cohort.labels()
+    patients, rows, failed = _every_case(cohort.validation, ctx.failures)
+    preds = pd.DataFrame(
+        {"row": pd.array(rows, dtype="Int64"), "y": labels.reindex(patients).astype("Int64").to_numpy()},
+        index=pd.Index(patients, name="patient_id"),
+    )
     thresholds: dict[str, float] = {}
+    applicable: list[str] = []
+    usable = table.loc[[p for p in table.index if p not in failed]]
     for b in bundles:
         try:
-            res = predict_bundle(b, table)
+            # every probability is kept for the statistics: leaving out the patients least like the training
+            # cohort would flatter the model; they are flagged instead (status out_of_distribution + reason)
+            res = predict_table(b, usable, patients=patients, failures=failed, rows=rows, ood_factor=math.inf)
         except RccgradeError as exc:
             ctx.warn(f"{b.arm}: not applicable to this cohort ({exc.message})")
             continue
-        preds[b.arm] = res["probability"].reindex(ids)
+        res = res[~res.index.duplicated()].copy()
+        ood = out_of_distribution(usable.reindex(columns=b.feature_names), b.training_distribution)
+        flagged = [p for p in ood.index[ood != ""] if p in res.index and res.at[p, "status"] == STATUS_OK]
+        res.loc[flagged, "status"] = STATUS_OOD
+        res.loc[flagged, "reason"] = [ood[p].replace("No probability is given", "Probability kept") for p in flagged]
+        preds[b.arm] = res["probability"].where(res["status"] != STATUS_FAILED)
+        preds[f"{b.arm}.status"] = res["status"]
+        preds[f"{b.arm}.reason"] = res["reason"]
         thresholds[b.arm] = b.threshold
-    evaluated = [a for a in arms if a in preds.columns and preds[a].notna().all()]
+        applicable.append(b.arm)
+        if flagged:
+            ctx.warn(
+                f"{b.arm}: {len(flagged)} patient(s) lie far outside the training distribution of the model's features "
+                f"({', '.join(map(str, flagged[:5]))}{' …' if len(flagged) > 5 else ''}); their predictions are kept "
+                "in the statistics and flagged out_of_distribution in predictions.csv"
+            )
+    # one evaluation set for every arm (paired comparisons): labelled patients every applicable arm predicted
+    ok = preds["y"].notna()
+    for arm in applicable:
+        ok &= preds[f"{arm}.status"] != STATUS_FAILED
+    left_out = preds.loc[~ok & preds["y"].notna()]
+    if len(left_out):
+        ctx.warn(
+            f"{len(left_out)} labelled patient(s) of the {len(preds)} manifest rows are not in the statistics "
+            f"(no prediction from at least one model): {', '.join(map(str, left_out.index[:8]))}"
+            + (" …" if len(left_out) > 8 else "")
+            + "; predictions.csv gives each one's status and reason per model"
+        )
+    ids = [str(p) for p in preds.index[ok]]
+    if not ids:
+        preds.to_csv(run_dir / "predictions.csv", float_format="%.10g")
+        worst = [
+            f"{arm}: {int((preds[f'{arm}.status'] == STATUS_FAILED).sum())} without prediction, e.g. "
+            f"{next(iter(preds.loc[preds[f'{arm}.status'] == STATUS_FAILED, f'{arm}.reason']), '')[:200]}"
+            for arm in applicable
+            if (preds[f"{arm}.status"] == STATUS_FAILED).any()
+        ]
+        raise RccgradeError(
+            "no labelled case of the external cohort has a prediction from every model ("
+            + " | ".join(worst)
+            + "); predictions.csv gives the status and reason per model and patient",
+            path=out,
+        )
+    evaluated = list(applicable)
+    stats_preds = preds.loc[ok, ["y", *evaluated]].copy()
+    stats_preds["y"] = stats_preds["y"].astype(int)
+    stats_preds.index = pd.Index(ids, name="patient_id")
     preds.to_csv(run_dir / "predictions.csv", float_format="%.10g")
     pd.DataFrame(ctx.failures, columns=["stage", "patient_id", "error"]).to_csv(run_dir / "failures.csv", index=False)
-    metrics, evals, dca = _statistics(ctx, preds, evaluated, thresholds)
+    metrics, evals, dca = _statistics(ctx, stats_preds, evaluated, thresholds)
+    metrics["n_manifest"] = len(preds)
+    metrics["status_counts"] = {
+        arm: {str(k): int(v) for k, v in preds[f"{arm}.status"].value_counts().items()} for arm in evaluated
+    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     figures = (
         save_figures(ctx, evals, run_dir / "figures", decision_curves={"test": dca} if dca is not None else None)
@@ -241,6 +294,34 @@ def _evaluate(
     report = _report(ctx, cohort_name, metrics, evaluated, figures, phases)
     rows = metrics_rows(metrics["arms"], evaluated, cohorts=("external",))
     return ExternalResult(out_dir=run_dir, rows=rows, metrics=metrics, report=report, warnings=list(ctx.warnings))
+
+
+def _every_case(validation: Any, failures: list[dict[str, str]]) -> tuple[list[str], list[int | None], dict[str, str]]:
+    """Every manifest row's patient id and line, and why each unusable or failed case has no features.
+
+    Returns:
+        ``(patients, rows, failed)``: ids in manifest order (a row without an id is named ``<row N>``), their
+        manifest lines, and patient → reason for the cases validation refused or a stage could not process.
+    """
+    cases = validation.cases
+    patients: list[str] = []
+    rows: list[int | None] = []
+    for rec in cases.to_dict("records"):
+        row = None if pd.isna(rec.get("row")) else int(rec["row"])
+        pid = rec.get("patient_id")
+        patients.append(str(pid) if isinstance(pid, str) and pid else f"<row {row}>")
+        rows.append(row)
+    failed: dict[str, str] = {}
+    problems = validation.problems
+    errors = problems[problems["severity"] == "error"] if len(problems) else problems
+    for pid, group in errors.groupby("patient_id", sort=False) if len(errors) else []:
+        failed[str(pid)] = "unusable: " + "; ".join(
+            f"{r.code} ({r.message}{'; file ' + str(r.file) if isinstance(r.file, str) and r.file else ''})"
+            for r in group.head(3).itertuples(index=False)
+        )
+    for f in failures:
+        failed.setdefault(str(f["patient_id"]), f"{f['stage']} failed: {f['error']}")
+    return patients, rows, failed
 
 
 def _statistics(
