@@ -1,8 +1,9 @@
-"""ROC/AUC/DeLong against R's pROC (reference numbers from ../shared/reference/README.md) and a naive O(m·n)
+"""ROC/AUC/DeLong against R's pROC (reference numbers from pROC's tests, see tests/data/README.md) and a naive O(m·n)
 DeLong written here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from rccgrade.stats import (
     roc_curve_points,
 )
 
-# pROC v1.19.0.1 reference numbers, as stated in ../shared/reference/README.md ("roc/" section).
+# pROC v1.19.0.1 reference numbers (pROC's own tests; tests/data/README.md, "roc/").
 AUC_S100B = 0.731368563685637
 AUC_NDKA = 0.611957994579946
 VAR_S100B = 0.00266868245717244
@@ -40,11 +41,8 @@ TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def asah(reference_dir: Path) -> pd.DataFrame:
-    path = reference_dir / "roc" / "aSAH.csv"
-    if not path.is_file():
-        pytest.skip(f"pROC reference data missing: {path}")
-    df = pd.read_csv(path)
+def asah(reference_file: Callable[..., Path]) -> pd.DataFrame:
+    df = pd.read_csv(reference_file("roc", "aSAH.csv"))
     df["y"] = (df["outcome"] == "Poor").astype(int)
     return df
 
