@@ -17,7 +17,9 @@ COLS = ["n", "pos_rate", "test_pos_rate", "tp_rate", "fp_rate", "harm", "net_ben
 
 @pytest.fixture(scope="module")
 def case1(reference_file: Callable[..., Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_csv(reference_file("dca", "df_binary.csv")), pd.read_csv(reference_file("dca", "r_case1_results.csv"))
+    return pd.read_csv(reference_file("dca", "df_binary.csv")), pd.read_csv(
+        reference_file("dca", "r_case1_results.csv")
+    )
 
 
 def test_net_benefit_matches_r_dcurves_every_threshold(case1: tuple[pd.DataFrame, pd.DataFrame]) -> None:
