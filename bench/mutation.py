@@ -1,0 +1,229 @@
+"""Mutation testing (``make mutation``): mutmut on the modules where a silent bug changes reported numbers.
+
+Each module is mutated on its own and run against its own test folder only, in a scratch copy of the
+project under ``build/mutation/<module>/`` (mutmut reads its settings from the working directory's
+``pyproject.toml``; the copy's ``[tool.mutmut]`` is the project's, plus ``only_mutate`` and the test
+folder of that module). Every module gets a wall-clock budget; when it runs out, mutmut is stopped and
+the mutants checked so far are counted (the rest are reported as ``not_checked``, never as killed).
+
+The kill rate is ``killed / (checked mutants)``, where a mutant whose function no test of the folder
+reaches ("no tests") counts as checked and not killed. The survivors judged equivalent (they cannot
+change any output) are listed in ``EQUIVALENT`` below with the reason, and the kill rate *excluding*
+them is reported beside the raw one.
+
+Usage::
+
+    python bench/mutation.py [--modules stats/roc.py ...] [--budget-s 900] [--children 2]
+
+Writes ``bench/results/mutation.json`` (merging: modules not run keep their previous entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "mutation.json"
+SCRATCH = ROOT / "build" / "mutation"
+
+MODULES: dict[str, str] = {
+    "stats/roc.py": "tests/stats",
+    "stats/calibration.py": "tests/stats",
+    "stats/dca.py": "tests/stats",
+    "models/split.py": "tests/models",
+    "models/arms.py": "tests/models",
+    "preprocess/roi.py": "tests/preprocess",
+    "deep/data.py": "tests/deep",
+}
+"""Module (under ``src/rccgrade``) → the test folder it is checked against."""
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests", 34: "skipped", 36: "timeout"}
+"""mutmut exit codes → status (mutmut.stats.status_by_exit_code); anything else is ``suspicious``."""
+
+_NAMES_UNUSED = "the names _prepare returns are discarded by every caller (delong, bootstrap_auc)"
+_SIDE_DEFAULT = "side='left' is numpy.searchsorted's default"
+_IDX_RANGE = (
+    "idx = searchsorted(fpr, grid + 1e-12, 'right') - 1 lies in [0, size - 1] for any grid in [0, 1] (fpr[0] = 0), "
+    "so this clip bound never binds"
+)
+_BY_NAME = "rows are read by field name (row.model_1 …), which itertuples gives with or without the index"
+_RNG_LOW = "Generator.integers(h, size) draws the same stream as integers(0, h, size)"
+_FLOAT_OUT = "for numeric input the result is the same float array (np.minimum(1.0, …) and out are float)"
+_TIES = "tied p-values get the same adjusted value, so the sort's tie order cannot matter"
+_KEYS = "the dict keys only name the models inside delong, which discards names"
+
+_EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
+    "rccgrade.stats.roc": [
+        ("_fast_delong", (42,), "only np.cov(v_neg) is used: negating every row of v_neg leaves its covariance"),
+        ("_fast_delong", (43,), "only np.cov(v_neg) is used: adding a constant leaves the covariance"),
+        ("_fast_delong", (54, 55), "with m = 1 a (1, k) or (k, 1) zero array broadcasts to the same (k, k) zeros"),
+        ("_normal_ci", (22,), "the lower limit is at most the AUC <= 1: an upper clip at 2 instead of 1 never binds"),
+        ("_prepare", (7, 8, 34, 35, 37), _NAMES_UNUSED),
+        ("_tpr_at_fpr", (14, 25), _SIDE_DEFAULT),
+        (
+            "_tpr_at_fpr",
+            (41,),
+            "'left' and 'right' differ only when grid + 1e-12 equals a vertex fpr = k/n exactly; the 1e-12 shift "
+            "exists so that it never does for grid values on or between vertices",
+        ),
+        ("_tpr_at_fpr", (48, 49, 54), _IDX_RANGE),
+        ("roc_curve_points", (28, 39), _SIDE_DEFAULT),
+        ("bootstrap_auc", (42, 50, 83), _RNG_LOW),
+        ("holm", (3, 5), _FLOAT_OUT),
+        ("holm", (12,), "for a single p-value Holm's adjustment is the p-value itself (min(1, 1·p) = p for p <= 1)"),
+        ("holm", (20, 22, 24), _TIES),
+        ("delong_test", (6, 7), _KEYS),
+        ("delong_matrix", (36, 37), _BY_NAME),
+    ],
+}
+
+EQUIVALENT: dict[str, str] = {
+    f"{module}.x_{function}__mutmut_{i}": why
+    for module, entries in _EQUIVALENT_BY_MODULE.items()
+    for function, ids, why in entries
+    for i in ids
+}
+"""mutmut mutant name → why the mutant cannot change any result for valid input (read from each survivor)."""
+
+
+def _tool_config() -> dict:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return dict(data.get("tool", {}).get("mutmut", {}))
+
+
+def _write_pyproject(dst: Path, module: str, tests: str) -> None:
+    """The project's pyproject.toml with a ``[tool.mutmut]`` restricted to one module and its tests."""
+    text = (ROOT / "pyproject.toml").read_text()
+    head = text.split("[tool.mutmut]")[0]
+    cfg = _tool_config()
+    cfg["only_mutate"] = [f"src/rccgrade/{module}"]
+    cfg["pytest_add_cli_args_test_selection"] = [tests]
+    lines = ["[tool.mutmut]"]
+    for key, value in cfg.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    (dst / "pyproject.toml").write_text(head.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+
+
+def _prepare(module: str, tests: str) -> Path:
+    work = SCRATCH / module.replace("/", "_").removesuffix(".py")
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "tests").mkdir(parents=True)
+    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy2(ROOT / "tests" / "conftest.py", work / "tests" / "conftest.py")
+    shutil.copytree(ROOT / "tests" / "data", work / "tests" / "data")
+    shutil.copytree(ROOT / tests, work / tests, ignore=shutil.ignore_patterns("__pycache__"))
+    _write_pyproject(work, module, tests)
+    return work
+
+
+def _read_results(work: Path, module: str) -> dict[str, int | None]:
+    meta = work / "mutants" / "src" / "rccgrade" / f"{module}.meta"
+    if not meta.is_file():
+        return {}
+    data = json.loads(meta.read_text())
+    return dict(data.get("exit_code_by_key", {}))
+
+
+def run_module(module: str, tests: str, budget_s: float, children: int) -> dict:
+    work = _prepare(module, tests)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/src first itself
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [mutmut, "run", "--max-children", str(children)],
+        cwd=work,
+        env=env,
+        stdout=(work / "mutmut.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        proc.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    elapsed = time.monotonic() - t0
+    codes = _read_results(work, module)
+    status: dict[str, str] = {}
+    for name, code in codes.items():
+        status[name] = "not_checked" if code is None else STATUS.get(int(code), "suspicious")
+    counts: dict[str, int] = {}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    checked = sum(n for s, n in counts.items() if s != "not_checked")
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    survivors = sorted(n for n, s in status.items() if s in ("survived", "no_tests", "suspicious"))
+    equivalent = {n: EQUIVALENT[n] for n in survivors if n in EQUIVALENT}
+    return {
+        "tests": tests,
+        "mutants": len(status),
+        "checked": checked,
+        "counts": counts,
+        "kill_rate": round(killed / checked, 4) if checked else None,
+        "kill_rate_excluding_equivalent": (
+            round(killed / (checked - len(equivalent)), 4) if checked - len(equivalent) > 0 else None
+        ),
+        "survivors": [n for n in survivors if n not in equivalent],
+        "equivalent": equivalent,
+        "wall_s": round(elapsed, 1),
+        "budget_s": budget_s,
+        "stopped_by_budget": timed_out,
+        "mutmut_exit_code": proc.returncode,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modules", nargs="*", default=list(MODULES), help="modules under src/rccgrade")
+    parser.add_argument("--budget-s", type=float, default=900.0, help="wall-clock budget per module")
+    parser.add_argument("--children", type=int, default=2, help="parallel mutmut workers (2 cores)")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results.setdefault("modules", {})
+    import mutmut
+
+    for module in args.modules:
+        print(f"mutation: {module} against {MODULES[module]} (budget {args.budget_s:.0f} s)", flush=True)
+        entry = run_module(module, MODULES[module], args.budget_s, args.children)
+        results["modules"][module] = entry
+        results["tool"] = f"mutmut {mutmut.__version__}" if hasattr(mutmut, "__version__") else "mutmut"
+        results["machine"] = {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus_visible": os.cpu_count(),
+            "children": args.children,
+            "note": "2 cores shared with other jobs: wall times are indicative only",
+        }
+        results["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        print(
+            f"  {entry['checked']}/{entry['mutants']} checked, kill rate {entry['kill_rate']}, "
+            f"{len(entry['survivors'])} non-equivalent survivor(s), {entry['wall_s']} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
