@@ -61,6 +61,22 @@ _BY_NAME = "rows are read by field name (row.model_1 …), which itertuples give
 _RNG_LOW = "Generator.integers(h, size) draws the same stream as integers(0, h, size)"
 _FLOAT_OUT = "for numeric input the result is the same float array (np.minimum(1.0, …) and out are float)"
 _TIES = "tied p-values get the same adjusted value, so the sort's tie order cannot matter"
+_GUARD_EDGE = "moves the edge of a divergence/convergence guard by one ulp-scale step; no fit lands on it"
+_INV_UNREACHABLE = (
+    "unreachable: inv() of the Hessian fails only if it is singular, but the solve of the step before, with a "
+    "Hessian less than 1e-10 away in beta, succeeded"
+)
+_ASTYPE_NONE = "ndarray.astype(None) is float64, the same as astype(float)"
+_INTERCEPT_ALWAYS = (
+    "unreachable message: with both classes (required) the intercept-only model with an offset always has a "
+    "finite MLE and a positive Hessian, so Newton–Raphson converges"
+)
+_FINAL_COLUMNS = "the last line selects and orders the columns by name, dropping any extra index column"
+_TOLERANCE_SCALE = (
+    "rescales the 1e-12 relative tolerance of the degenerate-neighbourhood guard: a neighbourhood is either exactly "
+    "degenerate (sxx = 0 up to rounding) or many orders of magnitude above the cut-off"
+)
+_ODDS_FINITE = "thresholds are checked to lie in [0, 1), so t / (1 − t) never divides by zero"
 _KEYS = "the dict keys only name the models inside delong, which discards names"
 
 _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
@@ -85,6 +101,41 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
         ("holm", (20, 22, 24), _TIES),
         ("delong_test", (6, 7), _KEYS),
         ("delong_matrix", (36, 37), _BY_NAME),
+    ],
+    "rccgrade.stats.calibration": [
+        ("_assign", (6,), _SIDE_DEFAULT),
+        (
+            "_fit_result",
+            (1,),
+            "every non-converged exit of _newton_logistic returns a NaN covariance, so 'not ok and not finite' "
+            "equals 'not ok or not finite'",
+        ),
+        ("_newton_logistic", (1,), "changes only a fit that converges in exactly its 101st Newton step"),
+        (
+            "_newton_logistic",
+            (24, 29),
+            "on a singular Hessian ok is False and the caller's _fit_result never reads the covariance",
+        ),
+        ("_newton_logistic", (38, 39, 49), _GUARD_EDGE),
+        ("_newton_logistic", tuple(range(62, 70)), _INV_UNREACHABLE),
+        ("_calibration_intercept", (18,), _ASTYPE_NONE),
+        ("_calibration_slope", (20,), _ASTYPE_NONE),
+        ("_calibration_intercept", (21, 22, 23, 24), _INTERCEPT_ALWAYS),
+        ("_calibration_curve", (93, 94, 101), _FINAL_COLUMNS),
+        ("_hosmer_lemeshow", (73, 79), "to_numpy() of these count/sum columns gives the same numbers"),
+        ("_lowess", (3, 5, 8, 10, 14, 16), "for numeric input the arithmetic is float64 either way"),
+        ("_lowess", (47,), "np.partition's default axis is the last one, axis 1 of the (G, n) distances"),
+        ("_lowess", (66,), "d / h >= 0, so the lower clip bound never binds"),
+        ("_lowess", (93, 94, 95, 101, 102, 103), _TOLERANCE_SCALE),
+        ("_lowess", (109,), "Σw(x + xm)(y − ym) = Σw(x − xm)(y − ym) because Σw(y − ym) = 0"),
+        ("_lowess", (110,), "Σw(x − xm)(y + ym) = Σw(x − xm)(y − ym) because Σw(x − xm) = 0"),
+    ],
+    "rccgrade.stats.dca": [
+        ("_check_thresholds", (4, 6), "for numeric input the thresholds are float64 either way"),
+        ("_rates", (26, 36), _SIDE_DEFAULT),
+        ("_decision_curve", (113, 114), "ones is an array of 1.0: x / ones = x * ones"),
+        ("_decision_curve", (28,), _ODDS_FINITE),
+        ("_net_benefit", (29,), _ODDS_FINITE),
     ],
 }
 
