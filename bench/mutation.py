@@ -143,6 +143,13 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
         ),
         ("dilate_mm", (28, 31, 32, 42), "lo, pad and mask.shape all have mask.ndim entries (checked just above)"),
     ],
+    "rccgrade.models.split": [
+        (
+            "repeated_cv_oof",
+            (5,),
+            "float 0.0/1.0 labels stratify and fit exactly like int 0/1 labels (classes_ [0., 1.], same column 1)",
+        ),
+    ],
     "rccgrade.stats.dca": [
         ("_check_thresholds", (4, 6), "for numeric input the thresholds are float64 either way"),
         ("_rates", (26, 36), _SIDE_DEFAULT),

@@ -84,8 +84,11 @@ def test_split_file_round_trip_and_errors(tmp_path: Path) -> None:
     assert "missing.csv" in str(err.value)
     bad = tmp_path / "bad.csv"
     bad.write_text("patient_id,split,extra\np1,train,x\n")
-    with _raises(ModelError, "a split file needs exactly the columns patient_id, split"):
+    with _raises(ModelError, "a split file needs exactly the columns patient_id, split") as err:
         read_split(bad)
+    assert "bad.csv" in str(err.value)
+    again = write_split(split.iloc[:2], tmp_path / "a" / "b")  # the folder exists now: overwritten, no error
+    assert again == path and len(read_split(again)) == 2
 
 
 def test_repeated_cv_oof_equals_a_loop() -> None:
@@ -96,6 +99,7 @@ def test_repeated_cv_oof_equals_a_loop() -> None:
     est = LogisticRegression(C=0.5, max_iter=1000)
     got = repeated_cv_oof(est, X, y, n_splits=4, n_repeats=3, seed=7)
     assert list(got.columns) == ["repeat_0", "repeat_1", "repeat_2"] and got.index.equals(ids)
+    assert (got.dtypes == np.float64).all()
     want = np.full((40, 3), np.nan)
     for i, (tr, te) in enumerate(RepeatedStratifiedKFold(n_splits=4, n_repeats=3, random_state=7).split(X, y)):
         model = LogisticRegression(C=0.5, max_iter=1000).fit(X.iloc[tr], y.iloc[tr])
