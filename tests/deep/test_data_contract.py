@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -38,12 +39,16 @@ def test_validate_slices_contract_and_messages() -> None:
     one = np.full((3, 8, 9), 0.5, dtype=np.float64)
     out = validate_slices(one, "p1", "box")
     assert out.shape == (1, 3, 8, 9) and out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
-    edge = np.zeros((2, 3, 8, 8), dtype=np.float32)
-    edge[0, 0, 0, 0], edge[1, 0, 0, 0] = -9e-4, 1 + 9e-4  # rounding noise: clipped, not rejected
-    clipped = validate_slices(edge, "p1", "box")
-    assert clipped.min() == 0.0 and clipped.max() == 1.0
+    for value in (-9e-4, 1 + 9e-4):  # rounding noise on either side alone: clipped, not rejected
+        edge = np.full((1, 3, 8, 8), 0.5, dtype=np.float32)
+        edge[0, 0, 0, 0] = value
+        clipped = validate_slices(edge, "p1", "box")
+        assert clipped[0, 0, 0, 0] == min(max(value, 0.0), 1.0) and clipped[0, 1].min() == 0.5
     where = "ROI 'box': "
-    with _msg(where + "slice images must have shape (K, 3, H, W) (3 phases as channels); got (1, 2, 8, 8). "):
+    with _msg(
+        where
+        + "slice images must have shape (K, 3, H, W) (3 phases as channels); got (1, 2, 8, 8). Re-run preprocessing."
+    ):
         validate_slices(np.zeros((1, 2, 8, 8), np.float32), "p1", "box")
     with _msg(where + "slice images must have shape (K, 3, H, W) (3 phases as channels); got (8, 8)."):
         validate_slices(np.zeros((8, 8), np.float32), "p1", "box")
@@ -62,8 +67,14 @@ def test_validate_slices_contract_and_messages() -> None:
         text = f"slice values must lie in [0, 1] (HU window applied); found [{lo:.3g}, {hi:.3g}]. Apply the window"
         with _msg(where + text):
             validate_slices(arr, "p1", "box")
-    with pytest.raises(FeatureError, match="p7"):
-        validate_slices(np.zeros((1, 2, 8, 8), np.float32), "p7", "box")
+    bad_inputs = (
+        np.zeros((1, 2, 8, 8), np.float32),
+        np.zeros((1, 3, 4, 8), np.float32),
+        np.zeros((1, 3, 8, 8), np.int16),
+    )
+    for bad_input in bad_inputs:  # every rejection names the patient
+        with pytest.raises(FeatureError, match=r"\[patient p7\]"):
+            validate_slices(bad_input, "p7", "box")
 
 
 def test_array_checksum_is_sha256_of_shape_dtype_and_bytes() -> None:
@@ -84,9 +95,12 @@ def test_device_and_batch_size() -> None:
     assert resolve_device(DeepSettings(device="cpu")) == cpu
     if not torch.cuda.is_available():
         assert resolve_device(DeepSettings(device="auto")) == cpu
-        with pytest.raises(ConfigError, match=re.escape("deep.device is 'cuda' but torch sees no CUDA device")):
+        with pytest.raises(
+            ConfigError, match="^" + re.escape("deep.device is 'cuda' but torch sees no CUDA device; use")
+        ):
             resolve_device(DeepSettings(device="cuda"))
     assert resolve_batch_size(DeepSettings(batch_size=5), cpu) == 5
+    assert resolve_batch_size(DeepSettings(batch_size=1), cpu) == 1
     assert resolve_batch_size(DeepSettings(batch_size=0), cpu) == 16
     assert resolve_batch_size(DeepSettings(batch_size=0), torch.device("cuda")) == 128
 
@@ -122,6 +136,13 @@ def test_prepare_batch_resizes_and_normalises() -> None:
     torch.testing.assert_close(big, (resized - m) / s, rtol=1e-6, atol=1e-6)
     assert big.shape == (2, 3, 20, 20) and big.is_contiguous(memory_format=torch.channels_last)
     assert big.dtype == torch.float32
+    default = prepare_batch(x.astype(np.float64), mean, std, 12, torch.device("cpu"))
+    assert default.dtype == torch.float32 and default.is_contiguous(memory_format=torch.channels_last)
+    small = prepare_batch(x, mean, std, 5, torch.device("cpu"), channels_last=False)  # downsampling: antialiased
+    shrunk = F.interpolate(torch.from_numpy(x), size=(5, 5), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(small, (shrunk - m) / s, rtol=1e-6, atol=1e-6)
+    aliased = F.interpolate(torch.from_numpy(x), size=(5, 5), mode="bilinear", align_corners=False, antialias=False)
+    assert not torch.allclose(small, (aliased - m) / s, atol=1e-3)
 
 
 def test_augment_batch_reproduced_from_the_same_draws() -> None:
@@ -129,7 +150,12 @@ def test_augment_batch_reproduced_from_the_same_draws() -> None:
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.random((4, 3, 10, 10), dtype=np.float32))
     settings = DeepSettings(rotate_deg=0.0, scale=0.0, translate=0.0, intensity=0.3)
-    out = augment_batch(x, settings, torch.Generator().manual_seed(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # align_corners is explicit (torch warns when it is left to the default)
+        out = augment_batch(x, settings, torch.Generator().manual_seed(5))
+        doubled = augment_batch(x.double(), settings, torch.Generator().manual_seed(5))
+    assert doubled.dtype == torch.float64
+    torch.testing.assert_close(doubled.float(), out, rtol=1e-5, atol=1e-5)
     g = torch.Generator().manual_seed(5)
     n = 4
     flip_h = torch.rand(n, generator=g) < 0.5
