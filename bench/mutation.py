@@ -101,6 +101,21 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
         ("_tpr_at_fpr", (48, 49, 54), _IDX_RANGE),
         ("roc_curve_points", (28, 39), _SIDE_DEFAULT),
         ("bootstrap_auc", (42, 50, 83), _RNG_LOW),
+        (
+            "bootstrap_auc",
+            (105, 107),
+            "no division there has a non-zero numerator and a zero denominator (both vanish together: 0/0 is "
+            "'invalid', still silenced), so the 'divide' setting never matters",
+        ),
+        ("bootstrap_auc", (98,), "astype(None) is float64, like astype(float)"),
+        ("bootstrap_auc", (125,), "assigning None into a float array stores NaN"),
+        ("bootstrap_auc", (126,), "a replicate without positives or negatives is already 0/0 = NaN before the mask"),
+        (
+            "_tpr_at_fpr",
+            (30,),
+            "tpr[0] = 0 either way; the binary search only reaches index 0 for a rate below every vertex, where "
+            "both versions return tpr[0] (the clip maps -1 to 0)",
+        ),
         ("holm", (3, 5), _FLOAT_OUT),
         ("holm", (12,), "for a single p-value Holm's adjustment is the p-value itself (min(1, 1·p) = p for p <= 1)"),
         ("holm", (20, 22, 24), _TIES),

@@ -104,19 +104,21 @@ def test_single_positive_or_negative_delong() -> None:
 
 
 def test_unstratified_bootstrap_equals_a_loop_and_warns_nothing() -> None:
-    y = np.array([1, 0, 0, 1, 0, 0, 0, 1])
-    s = np.array([0.9, 0.1, 0.4, 0.35, 0.8, 0.2, 0.3, 0.6])
+    y = np.array([1, 0, 0, 1, 0, 0])
+    s = np.array([0.9, 0.1, 0.4, 0.35, 0.8, 0.2])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # single-class replicates give NaN without a RuntimeWarning
-        reps = bootstrap_auc(y, s, n_bootstrap=40, seed=2, stratified=False, chunk=7)[:, 0]
+        reps = bootstrap_auc(y, s, n_bootstrap=300, seed=2, stratified=False, chunk=7)[:, 0]
     g = np.random.default_rng(2)
-    loop = []
-    for start in range(0, 40, 7):
-        idx = g.integers(0, 8, size=(min(7, 40 - start), 8))
+    loop, n_pos = [], []
+    for start in range(0, 300, 7):
+        idx = g.integers(0, 6, size=(min(7, 300 - start), 6))
         for row in idx:
             yb = y[row]
+            n_pos.append(int(yb.sum()))
             loop.append(auc(yb, s[row]) if 0 < yb.sum() < yb.size else np.nan)
-    assert np.isnan(loop).any()  # the check covers one-class replicates
+    # the draws cover no positive, one positive, one negative and (so) every edge of the NaN rule
+    assert {0, 1, 5} <= set(n_pos)
     np.testing.assert_allclose(reps, loop, atol=1e-12)
     assert bootstrap_auc(y, s, n_bootstrap=1).shape == (1, 1)
     with _raises("n_bootstrap must be at least 1; got 0"):
@@ -170,9 +172,13 @@ def test_roc_curve_points_columns_and_first_row() -> None:
 def test_roc_band_defaults_grid_and_first_vertex() -> None:
     band = roc_ci_band(Y, S1, n_bootstrap=50)
     np.testing.assert_allclose(band.fpr, np.arange(101) / 100)
-    full = roc_ci_band(Y, S1)
-    same = roc_ci_band(Y, S1, fpr_grid=np.linspace(0, 1, 101), n_bootstrap=1000, seed=0)
+    rng = np.random.default_rng(8)
+    yb = rng.integers(0, 2, 300)
+    sb = rng.normal(size=300) + yb
+    full = roc_ci_band(yb, sb)  # 1000 replicates, seed 0, 101 points (fine-grained enough to tell 1000 from 1001)
+    same = roc_ci_band(yb, sb, fpr_grid=np.linspace(0, 1, 101), n_bootstrap=1000, seed=0)
     pd.testing.assert_frame_equal(full, same)
+    assert not full.equals(roc_ci_band(yb, sb, n_bootstrap=1001))
     ints = roc_ci_band(Y, S1, fpr_grid=[0, 1], n_bootstrap=20)
     assert ints.fpr.dtype == np.float64
     # the top score is shared by a positive and a negative: at fpr = 0 nothing is called positive
