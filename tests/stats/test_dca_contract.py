@@ -67,9 +67,9 @@ def test_single_class_outcomes_and_named_errors() -> None:
     p0 = np.array([0.1, 0.2, 0.3, 0.4])
     np.testing.assert_allclose(net_benefit(y0, p0, [0.25]), [-(1 / 3) * 2 / 4])
     assert len(decision_curve(y0, {"m": p0}, [0.25])) == 3
-    with pytest.raises(StatsError, match="predicted probability of 'm'"):
+    with pytest.raises(StatsError, match=r"(?<!X)predicted probability of 'm'(?!X)"):
         decision_curve(Y, {"m": np.r_[P[:-1], 1.5]}, T)
-    with pytest.raises(StatsError, match="predicted probability"):
+    with pytest.raises(StatsError, match=r"(?<!X)predicted probability(?!X)"):
         net_benefit(Y, np.r_[P[:-1], 1.5], T)
     with _raises("model names ['none'] are reserved for Treat All / Treat None; rename them"):
         decision_curve(Y, {"none": P}, T)
