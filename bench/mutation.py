@@ -222,6 +222,8 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
     "rccgrade.stats.dca": [
         ("_check_thresholds", (4, 6), "for numeric input the thresholds are float64 either way"),
         ("_rates", (26, 36), _SIDE_DEFAULT),
+        ("decision_curve", (4,), _FALSY_NONE),
+        ("net_benefit", (4,), _FALSY_NONE),
         ("decision_curve", (113, 114), "ones is an array of 1.0: x / ones = x * ones"),
         ("decision_curve", (28,), _ODDS_FINITE),
         ("net_benefit", (29,), _ODDS_FINITE),
