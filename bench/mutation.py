@@ -176,6 +176,8 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
         ("dilate_mm", (28, 31, 32, 42), "lo, pad and mask.shape all have mask.ndim entries (checked just above)"),
     ],
     "rccgrade.models.split": [
+        ("read_split", (17, 18), "the split column holds 'train'/'test', which pandas reads as strings anyway"),
+        ("write_split", (13,), "DataFrame.to_csv treats index=None as falsy: no index column, as with False"),
         (
             "repeated_cv_oof",
             (5,),

@@ -50,8 +50,14 @@ def test_manifest_split_whitespace_case_and_order() -> None:
 def test_error_messages_name_patients_and_fixes() -> None:
     y = _labels(10, 4).astype("Int64")
     y.iloc[[3, 7]] = pd.NA
-    with _raises(CohortError, "2 patient(s) have no grade/high_grade label: ['p003', 'p007']; label them or drop them"):
+    with _raises(CohortError, "[patient p003] 2 patient(s) have no grade/high_grade label: ['p003', 'p007']; label"):
         make_split(y)
+    y.iloc[:7] = pd.NA  # at most five are listed
+    first5 = "['p000', 'p001', 'p002', 'p003', 'p004']"
+    with _raises(CohortError, f"[patient p000] 8 patient(s) have no grade/high_grade label: {first5}; label"):
+        make_split(y)
+    with _raises(CohortError, "a stratified split needs at least 2 patients per class; got [10, 0]"):
+        make_split(_labels(10, 0))
     with _raises(CohortError, "labels must be 0 (ISUP 1–2) or 1 (ISUP 3–4); found [2]"):
         make_split(_labels(10, 4).replace(1, 2).where(lambda s: s.index != "p009", 1))
     y = _labels(10, 4)
@@ -62,6 +68,11 @@ def test_error_messages_name_patients_and_fixes() -> None:
         "fill the split column for every patient or remove it",
     ):
         make_split(y, partial)
+    mostly_absent = pd.Series(["train", "test", "train"] + [None] * 7, index=y.index)
+    with _raises(
+        CohortError, "some patients but not for 7: ['p003', 'p004', 'p005', 'p006', 'p007']; fill the split column"
+    ):
+        make_split(y, mostly_absent)
     with _raises(CohortError, "split values must be 'train' or 'test'; found ['dev', 'valid']"):
         make_split(y, pd.Series(["train"] * 8 + ["valid", "dev"], index=y.index))
     with _raises(CohortError, "a stratified split needs at least 2 patients per class; got [9, 1]"):
@@ -79,14 +90,14 @@ def test_split_file_round_trip_and_errors(tmp_path: Path) -> None:
     back = read_split(path)
     assert back.patient_id.tolist() == ["007", "010", "1e3"]  # identifiers stay strings
     pd.testing.assert_frame_equal(back, split)
-    with pytest.raises(ModelError, match="split file not found") as err:
+    with pytest.raises(ModelError, match=r"^\[file .*missing\.csv\] split file not found$"):
         read_split(tmp_path / "missing.csv")
-    assert "missing.csv" in str(err.value)
     bad = tmp_path / "bad.csv"
     bad.write_text("patient_id,split,extra\np1,train,x\n")
-    with _raises(ModelError, "a split file needs exactly the columns patient_id, split") as err:
+    with pytest.raises(
+        ModelError, match=r"^\[file .*bad\.csv\] a split file needs exactly the columns patient_id, split$"
+    ):
         read_split(bad)
-    assert "bad.csv" in str(err.value)
     again = write_split(split.iloc[:2], tmp_path / "a" / "b")  # the folder exists now: overwritten, no error
     assert again == path and len(read_split(again)) == 2
 
