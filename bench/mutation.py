@@ -173,7 +173,22 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
             (18,),
             "a crop one voxel larger still contains the whole mask, so the exact distance transform is unchanged",
         ),
-        ("dilate_mm", (28, 31, 32, 42), "lo, pad and mask.shape all have mask.ndim entries (checked just above)"),
+        (
+            "dilate_mm",
+            (28, 31, 32, 42, 46, 47, 56, 59, 60),
+            "lo, pad, mask.shape, start and stop all have mask.ndim entries (checked above)",
+        ),
+        (
+            "dilate_mm",
+            (50, 51, 52),
+            "a crop reaching to the array edge still contains the whole mask: the exact distance transform is unchanged",
+        ),
+        ("dilate_mm", (71,), "no distance between voxel centres equals margin + 1e-6 exactly, so < and <= agree"),
+        (
+            "grow_box",
+            (15, 18, 19),
+            "the zip of hi, pad and shape on the next line is strict and raises on the same mismatch",
+        ),
     ],
     "rccgrade.models.split": [
         ("read_split", (17, 18), "the split column holds 'train'/'test', which pandas reads as strings anyway"),
