@@ -181,7 +181,7 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
         (
             "dilate_mm",
             (50, 51, 52),
-            "a crop reaching to the array edge still contains the whole mask: the exact distance transform is unchanged",
+            "a crop reaching to the array edge still contains the whole mask: the distance transform is unchanged",
         ),
         ("dilate_mm", (71,), "no distance between voxel centres equals margin + 1e-6 exactly, so < and <= agree"),
         (

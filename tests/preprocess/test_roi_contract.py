@@ -52,5 +52,5 @@ def test_kept_pixel_masks_are_boolean_and_match_their_crop() -> None:
     assert (crop[0].start, crop[0].stop, crop[1].start, crop[1].stop) == (3, 11, 10, 22)
     assert keep.shape == (8, 12) and keep.all()
     assert bounding_box(tumour) == ((5, 12), (9, 20))
-    with pytest.raises(ValueError, match="^empty mask has no bounding box$"):
+    with pytest.raises(ValueError, match=r"^empty mask has no bounding box$"):
         bounding_box(np.zeros((3, 3), dtype=bool))
