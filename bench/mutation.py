@@ -52,8 +52,16 @@ MODULES: dict[str, str] = {
 }
 """Module (under ``src/rccgrade``) → the test folder it is checked against."""
 
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests", 34: "skipped", 36: "timeout"}
-"""mutmut exit codes → status (mutmut.stats.status_by_exit_code); anything else is ``suspicious``."""
+DETECTED = ("killed", "timeout")
+"""Statuses that count as a detected mutant: a failing test, or a test run beyond its CPU-time limit (SIGXCPU)."""
+
+
+def _status(code: int | None) -> str:
+    """mutmut's own exit-code → status table (``mutmut.stats.status_by_exit_code``), with snake_case names."""
+    from mutmut.stats import status_by_exit_code
+
+    return "not_checked" if code is None else status_by_exit_code[int(code)].replace(" ", "_")
+
 
 _NAMES_UNUSED = "the names _prepare returns are discarded by every caller (delong, bootstrap_auc)"
 _SIDE_DEFAULT = "side='left' is numpy.searchsorted's default"
@@ -190,6 +198,9 @@ _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
             "the zip of hi, pad and shape on the next line is strict and raises on the same mismatch",
         ),
     ],
+    "rccgrade.models.arms": [
+        ("choose_threshold", (11,), "float() of the first score is the same number whatever the array's dtype"),
+    ],
     "rccgrade.models.split": [
         ("read_split", (17, 18), "the split column holds 'train'/'test', which pandas reads as strings anyway"),
         ("write_split", (13,), "DataFrame.to_csv treats index=None as falsy: no index column, as with False"),
@@ -275,7 +286,7 @@ def _write_pyproject(dst: Path, module: str, tests: str) -> None:
 
 
 def _prepare(module: str, tests: str) -> Path:
-    work = SCRATCH / module.replace("/", "_").removesuffix(".py")
+    work = _workdir(module)
     if work.exists():
         shutil.rmtree(work)
     (work / "tests").mkdir(parents=True)
@@ -349,37 +360,49 @@ def run_module(module: str, tests: str, budget_s: float, children: int, sample: 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     elapsed = time.monotonic() - t0
+    entry = summarise(work, module, chosen)
+    entry.update(
+        {
+            "tests": tests,
+            "sampled_from": n_total if sample else None,
+            "sample_seed": seed if sample else None,
+            "wall_s": round(elapsed, 1),
+            "budget_s": budget_s,
+            "stopped_by_budget": timed_out,
+            "mutmut_exit_code": proc.returncode,
+        }
+    )
+    return entry
+
+
+def summarise(work: Path, module: str, chosen: list[str]) -> dict:
+    """Counts, kill rates, survivors and equivalents from mutmut's results in ``work``."""
     codes = _read_results(work, module)
     if chosen:
         codes = {name: codes.get(name) for name in chosen}
-    status: dict[str, str] = {}
-    for name, code in codes.items():
-        status[name] = "not_checked" if code is None else STATUS.get(int(code), "suspicious")
+    status = {name: _status(code) for name, code in codes.items()}
     counts: dict[str, int] = {}
-    for s in status.values():
-        counts[s] = counts.get(s, 0) + 1
-    checked = sum(n for s, n in counts.items() if s != "not_checked")
-    killed = counts.get("killed", 0) + counts.get("timeout", 0)
-    survivors = sorted(n for n, s in status.items() if s in ("survived", "no_tests", "suspicious"))
+    for st in status.values():
+        counts[st] = counts.get(st, 0) + 1
+    checked = sum(n for st, n in counts.items() if st != "not_checked")
+    detected = sum(counts.get(st, 0) for st in DETECTED)
+    survivors = sorted(n for n, st in status.items() if st != "not_checked" and st not in DETECTED)
     equivalent = {n: EQUIVALENT[n] for n in survivors if n in EQUIVALENT}
     return {
-        "tests": tests,
         "mutants": len(status),
-        "sampled_from": n_total if sample else None,
-        "sample_seed": seed if sample else None,
         "checked": checked,
         "counts": counts,
-        "kill_rate": round(killed / checked, 4) if checked else None,
+        "kill_rate": round(detected / checked, 4) if checked else None,
         "kill_rate_excluding_equivalent": (
-            round(killed / (checked - len(equivalent)), 4) if checked - len(equivalent) > 0 else None
+            round(detected / (checked - len(equivalent)), 4) if checked - len(equivalent) > 0 else None
         ),
         "survivors": [n for n in survivors if n not in equivalent],
         "equivalent": equivalent,
-        "wall_s": round(elapsed, 1),
-        "budget_s": budget_s,
-        "stopped_by_budget": timed_out,
-        "mutmut_exit_code": proc.returncode,
     }
+
+
+def _workdir(module: str) -> Path:
+    return SCRATCH / module.replace("/", "_").removesuffix(".py")
 
 
 def main() -> None:
@@ -389,6 +412,9 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=2, help="parallel mutmut workers (2 cores)")
     parser.add_argument("--sample", type=int, default=0, help="check a seeded random sample of N mutants only")
     parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument(
+        "--recount", action="store_true", help="re-read the last run of each module (EQUIVALENT edits) without running"
+    )
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -398,6 +424,20 @@ def main() -> None:
     import mutmut
 
     for module in args.modules:
+        if args.recount:
+            old = results["modules"].get(module)
+            if old is None or not _workdir(module).is_dir():
+                continue
+            chosen: list[str] = []
+            if old.get("sampled_from"):
+                everything = sorted(_read_results(_workdir(module), module))
+                chosen = sorted(random.Random(old["sample_seed"]).sample(everything, old["mutants"]))
+            entry = {**old, **summarise(_workdir(module), module, chosen)}
+            results["modules"][module] = entry
+            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            rates = f"{entry['kill_rate']} ({entry['kill_rate_excluding_equivalent']} excluding equivalent)"
+            print(f"  {module}: kill rate {rates}")
+            continue
         print(f"mutation: {module} against {MODULES[module]} (budget {args.budget_s:.0f} s)", flush=True)
         entry = run_module(module, MODULES[module], args.budget_s, args.children, args.sample, args.sample_seed)
         results["modules"][module] = entry
@@ -407,7 +447,8 @@ def main() -> None:
             "python": platform.python_version(),
             "cpus_visible": os.cpu_count(),
             "children": args.children,
-            "note": "2 cores shared with other jobs: wall times are indicative only",
+            "note": "2 cores shared with other jobs: wall times are indicative only; a timeout (test run beyond "
+            "its CPU-time limit) counts as detected, as in mutmut's own summary",
         }
         results["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
