@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # Build tools pinned; numpy first so PyRadiomics' C extensions compile against it (no wheel for 3.11).
 BOOTSTRAP := pip==25.3 setuptools==84.2.1 wheel==0.48.0 $(shell grep -E '^numpy==' requirements.lock)
 
-.PHONY: install demo test lint format bench clean lock
+.PHONY: install demo test lint format bench mutation clean lock
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/synth.py
+
+# Mutation testing of the modules whose silent bugs change reported numbers (mutmut, one module at a time, each
+# against its own test folder, time-boxed per module for 2 cores). Not part of `make test`; writes
+# bench/results/mutation.json. MUTATION_ARGS="--modules stats/roc.py --budget-s 600" narrows a run.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(BIN)/python bench/mutation.py $(MUTATION_ARGS)
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock.new && mv requirements.lock.new requirements.lock

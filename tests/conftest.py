@@ -1,19 +1,31 @@
-"""Shared pytest fixtures: paths to the independent reference data and small helpers."""
+"""Shared pytest fixtures: the independent reference data vendored in ``tests/data`` and small helpers."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("RCCGRADE_REFERENCE", ROOT.parent / "shared" / "reference"))
+REFERENCE = ROOT / "tests" / "data"
+"""Independent reference data (sources and licences in ``tests/data/README.md``)."""
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/reference`` (skips the test with a reason when it is missing)."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"independent reference data not found at {REFERENCE}")
+    """``tests/data``: a missing folder is a failure, never a skip (the data is part of the repository)."""
+    assert REFERENCE.is_dir(), f"reference data folder missing: {REFERENCE} (it is part of the repository)"
     return REFERENCE
+
+
+def _reference_file(*parts: str) -> Path:
+    path = REFERENCE.joinpath(*parts)
+    assert path.is_file(), f"reference file missing: {path} (vendored in the repository; see tests/data/README.md)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_file() -> Callable[..., Path]:
+    """``reference_file("roc", "aSAH.csv")``: a file of ``tests/data``; a missing file fails, never skips."""
+    return _reference_file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ import torch.nn.functional as F
 from rccgrade.deep.backbone import build_resnet, feature_dim, pooled_features, replace_head
 
 
-def test_state_dict_equals_torchvision_layout_key_for_key(reference_dir: Path) -> None:
-    ref = json.loads((reference_dir / "torchvision_resnet50_state_dict.json").read_text())
+def test_state_dict_equals_torchvision_layout_key_for_key(reference_file: Callable[..., Path]) -> None:
+    ref = json.loads(reference_file("deep", "torchvision_resnet50_state_dict.json").read_text())
     expected = [(name, list(shape), dtype) for name, shape, dtype in ref["keys"]]
     got = [
         (k, list(v.shape), str(v.dtype).removeprefix("torch."))

@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import rccgrade.synth as synth  # part of the package: missing is a failure, not a skip
 from rccgrade.parallel import ParallelSettings
 from rccgrade.preprocess import PreprocessSettings, load_slices, run_preprocess
 from rccgrade.preprocess.qc import registration_residuals
-
-synth = pytest.importorskip("rccgrade.synth", reason="the synthetic cohort generator is not available")
 
 
 @pytest.mark.slow

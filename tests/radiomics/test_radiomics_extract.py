@@ -239,7 +239,8 @@ def test_dask_two_workers_equal_serial(tmp_path: Path, fast_params: Path) -> Non
     ``processes=True`` the 2 spawned workers each import distributed, SimpleITK and PyRadiomics
     (measured 15–30 s on 2 shared cores), which the benchmark exercises instead.
     """
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared dependency (dask[distributed]): missing is a failure
+
     cases = write_cases(tmp_path / "data", 3)
     settings = _settings(fast_params)
     serial = extract_radiomics(cases, tmp_path / "serial", settings, SERIAL)

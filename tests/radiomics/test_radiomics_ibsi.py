@@ -29,6 +29,7 @@ Known deviations (documented, not hidden):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -166,13 +167,12 @@ def _tolerance(value: float, tol: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def comparison(reference_dir: Path) -> pd.DataFrame:
-    phantom = reference_dir / "ibsi" / "digital_phantom"
-    image = sitk.ReadImage(str(phantom / "image" / "phantom.nii.gz"))
-    mask = sitk.ReadImage(str(phantom / "mask" / "mask.nii.gz"))
+def comparison(reference_file: Callable[..., Path]) -> pd.DataFrame:
+    image = sitk.ReadImage(str(reference_file("ibsi", "digital_phantom", "image", "phantom.nii.gz")))
+    mask = sitk.ReadImage(str(reference_file("ibsi", "digital_phantom", "mask", "mask.nii.gz")))
     features = direct_features(image, mask, load_params("ibsi"))
-    ref = pd.read_csv(reference_dir / "ibsi" / "reference_values.csv")
-    ref = ref[ref["data"] == "dig. phantom"]
+    ref = pd.read_csv(reference_file("ibsi", "reference_values_digital_phantom.csv"))
+    assert (ref["data"] == "dig. phantom").all() and len(ref) > 0
     rows = []
     for ibsi_id, (aggr, name) in MAPPING.items():
         sel = ref[

@@ -84,14 +84,15 @@ def test_needs_two_subjects_and_raters() -> None:
         icc(np.zeros((4, 1)))
 
 
-def test_pingouin_cross_check_if_installed() -> None:
-    pg = pytest.importorskip("pingouin")
+def test_pingouin_cross_check() -> None:
     import pandas as pd
+    import pingouin as pg  # pinned in the test extras: missing is a failure, not a skip
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, size=(7, 3)).astype(float) + rng.normal(0, 2, size=(7, 1))
     long = pd.DataFrame([(i, j, y[i, j]) for i in range(7) for j in range(3)], columns=["subject", "rater", "value"])
     table = pg.intraclass_corr(long, targets="subject", raters="rater", ratings="value").set_index("Type")
     out = icc(y)
-    assert out["icc2_1"][0] == pytest.approx(table.loc["ICC2", "ICC"])
-    assert out["icc3_1"][0] == pytest.approx(table.loc["ICC3", "ICC"])
+    # pingouin 0.7 names: ICC(A,1) = Shrout-Fleiss ICC(2,1), ICC(C,1) = ICC(3,1)
+    assert out["icc2_1"][0] == pytest.approx(table.loc["ICC(A,1)", "ICC"], rel=1e-10)
+    assert out["icc3_1"][0] == pytest.approx(table.loc["ICC(C,1)", "ICC"], rel=1e-10)

@@ -1,7 +1,8 @@
-"""Decision curves against R dcurves (../shared/reference/dca) and the Python dcurves package."""
+"""Decision curves against R dcurves (tests/data/dca) and the Python dcurves package."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,10 @@ COLS = ["n", "pos_rate", "test_pos_rate", "tp_rate", "fp_rate", "harm", "net_ben
 
 
 @pytest.fixture(scope="module")
-def case1(reference_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    d = reference_dir / "dca"
-    if not (d / "df_binary.csv").is_file() or not (d / "r_case1_results.csv").is_file():
-        pytest.skip(f"dcurves reference data missing in {d}")
-    return pd.read_csv(d / "df_binary.csv"), pd.read_csv(d / "r_case1_results.csv")
+def case1(reference_file: Callable[..., Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_csv(reference_file("dca", "df_binary.csv")), pd.read_csv(
+        reference_file("dca", "r_case1_results.csv")
+    )
 
 
 def test_net_benefit_matches_r_dcurves_every_threshold(case1: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -49,7 +49,8 @@ def test_net_benefit_function(case1: tuple[pd.DataFrame, pd.DataFrame]) -> None:
 
 
 def test_agrees_with_python_dcurves_on_continuous_risk(case1: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    dcurves = pytest.importorskip("dcurves")
+    import dcurves  # a declared dependency: missing is a failure, not a skip
+
     data, _ = case1
     t = default_thresholds(0.01, 0.99, 0.01)
     ref = dcurves.dca(

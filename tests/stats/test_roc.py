@@ -1,8 +1,9 @@
-"""ROC/AUC/DeLong against R's pROC (reference numbers from ../shared/reference/README.md) and a naive O(m·n)
+"""ROC/AUC/DeLong against R's pROC (reference numbers from pROC's tests, see tests/data/README.md) and a naive O(m·n)
 DeLong written here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from rccgrade.stats import (
     roc_curve_points,
 )
 
-# pROC v1.19.0.1 reference numbers, as stated in ../shared/reference/README.md ("roc/" section).
+# pROC v1.19.0.1 reference numbers (pROC's own tests; tests/data/README.md, "roc/").
 AUC_S100B = 0.731368563685637
 AUC_NDKA = 0.611957994579946
 VAR_S100B = 0.00266868245717244
@@ -40,11 +41,8 @@ TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def asah(reference_dir: Path) -> pd.DataFrame:
-    path = reference_dir / "roc" / "aSAH.csv"
-    if not path.is_file():
-        pytest.skip(f"pROC reference data missing: {path}")
-    df = pd.read_csv(path)
+def asah(reference_file: Callable[..., Path]) -> pd.DataFrame:
+    df = pd.read_csv(reference_file("roc", "aSAH.csv"))
     df["y"] = (df["outcome"] == "Poor").astype(int)
     return df
 
@@ -266,3 +264,104 @@ def test_roc_band_contains_curve(asah: pd.DataFrame) -> None:
     band = roc_ci_band(asah.y, asah.s100b, n_bootstrap=200, seed=0)
     assert np.all(band.tpr_lower <= band.tpr + 1e-12) and np.all(band.tpr <= band.tpr_upper + 1e-12)
     assert band.tpr.iloc[-1] == 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 18: CIs that reach metrics.json, each against a computation written here
+# --------------------------------------------------------------------------------------------------
+
+Z975 = 1.959963984540054  # Φ⁻¹(0.975), R: qnorm(0.975)
+Z95 = 1.6448536269514722  # Φ⁻¹(0.95), R: qnorm(0.95)
+
+
+def test_compare_models_difference_ci_equals_proc_roc_test_by_hand(asah: pd.DataFrame) -> None:
+    """pROC's ``roc.test(ndka, s100b, method="delong")`` CI of the AUC difference, from pROC's own numbers.
+
+    pROC: diff = AUC1 − AUC2, var = var1 + var2 − 2·cov, CI = diff ± qnorm((1 + level)/2)·√var. The numbers
+    are pROC's (DeLong variances and covariance of its tests), not ours. A wrong normal quantile (e.g.
+    qnorm(level) or a fixed 1.96 at level 0.9) fails here.
+    """
+    diff = AUC_NDKA - AUC_S100B
+    se = np.sqrt(VAR_NDKA + VAR_S100B - 2 * COV_NDKA_S100B)
+    assert diff / se == pytest.approx(Z_NDKA_S100B, abs=1e-9)  # the same numbers give pROC's Z
+    for level, zq in ((0.95, Z975), (0.90, Z95)):
+        table = compare_models(asah.y, {"ndka": asah.ndka, "s100b": asah.s100b}, level=level)
+        row = table.iloc[0]
+        assert (row.model_1, row.model_2) == ("ndka", "s100b")
+        assert row.difference == pytest.approx(diff, abs=TOL)
+        assert row.se == pytest.approx(se, rel=1e-8)
+        assert row.ci_lower == pytest.approx(diff - zq * se, abs=TOL)
+        assert row.ci_upper == pytest.approx(diff + zq * se, abs=TOL)
+    # the interval pROC's numbers give, to 4 digits (a readable check of the formula above)
+    row = compare_models(asah.y, {"ndka": asah.ndka, "s100b": asah.s100b}).iloc[0]
+    assert (round(row.ci_lower, 4), round(row.ci_upper, 4)) == (-0.2877, 0.0489)
+
+
+def test_auc_ci_delong_quantile_at_two_levels(asah: pd.DataFrame) -> None:
+    """AUC ± qnorm((1 + level)/2)·√var with pROC's variance, at 0.95 (pROC's CI) and 0.90."""
+    for level, zq in ((0.95, Z975), (0.90, Z95)):
+        ci = auc_ci(asah.y, asah.ndka, method="delong", level=level)
+        assert ci.lower == pytest.approx(AUC_NDKA - zq * np.sqrt(VAR_NDKA), abs=TOL)
+        assert ci.upper == pytest.approx(AUC_NDKA + zq * np.sqrt(VAR_NDKA), abs=TOL)
+        assert ci.level == level
+
+
+def _type7_quantile(values: np.ndarray, p: float) -> float:
+    """R's default quantile (type 7), written out: linear interpolation between order statistics."""
+    v = np.sort(values)
+    h = (v.size - 1) * p
+    lo = int(np.floor(h))
+    hi = min(lo + 1, v.size - 1)
+    return float(v[lo] + (h - lo) * (v[hi] - v[lo]))
+
+
+def test_auc_ci_bootstrap_is_the_percentile_interval_of_its_replicates(asah: pd.DataFrame) -> None:
+    """The bootstrap CI is the (α/2, 1 − α/2) type-7 percentile of the same replicates (pROC ci.auc boot)."""
+    for level in (0.95, 0.8):
+        ci = auc_ci(asah.y, asah.s100b, method="bootstrap", level=level, n_bootstrap=500, seed=11)
+        reps = bootstrap_auc(asah.y, asah.s100b, n_bootstrap=500, seed=11)[:, 0]
+        alpha = 1 - level
+        assert ci.lower == pytest.approx(_type7_quantile(reps, alpha / 2), abs=1e-12)
+        assert ci.upper == pytest.approx(_type7_quantile(reps, 1 - alpha / 2), abs=1e-12)
+        assert ci.se == pytest.approx(np.std(reps, ddof=1), rel=1e-12)
+
+
+def _naive_sensitivity_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr_grid: np.ndarray) -> np.ndarray:
+    """Highest sensitivity over all cut-offs (score ≥ t) whose false-positive rate is ≤ f, by brute force."""
+    cuts = np.r_[np.inf, np.unique(np.r_[pos, neg])]
+    tpr = (pos[None, :] >= cuts[:, None]).mean(axis=1)
+    fpr = (neg[None, :] >= cuts[:, None]).mean(axis=1)
+    return np.array([tpr[fpr <= f + 1e-12].max() for f in fpr_grid])
+
+
+def test_roc_ci_band_is_the_percentile_band_of_the_same_replicates(asah: pd.DataFrame) -> None:
+    """Pointwise percentile band, recomputed here on the same stratified bootstrap replicates.
+
+    Relation to pROC's ``ci.se(roc, specificities = 1 − fpr, boot.stratified = TRUE)``: the same procedure
+    (cases and controls resampled separately; per replicate the sensitivity at each fixed specificity; the
+    CI is the (α/2, 1 − α/2) quantile, type 7, of the replicates). Two differences: the random streams
+    differ, so the numbers agree in distribution only, and here the sensitivity at a false-positive rate
+    between two vertices of the empirical curve is the highest one reachable (step curve, no
+    interpolation). A min/max band (or any other statistic than the percentile) fails here.
+    """
+    grid = np.linspace(0, 1, 21)
+    n_boot, seed, level = 200, 5, 0.9
+    band = roc_ci_band(asah.y, asah.s100b, fpr_grid=grid, level=level, n_bootstrap=n_boot, seed=seed)
+    y = asah.y.to_numpy()
+    s = asah.s100b.to_numpy(float)
+    pos, neg = s[y == 1], s[y == 0]
+    rng = np.random.default_rng(seed)  # the documented draw order: positives, then negatives, per replicate
+    reps = np.empty((n_boot, grid.size))
+    for b in range(n_boot):
+        ps = pos[rng.integers(0, pos.size, pos.size)]
+        ns = neg[rng.integers(0, neg.size, neg.size)]
+        reps[b] = _naive_sensitivity_at_fpr(ps, ns, grid)
+    lower = [_type7_quantile(reps[:, j], (1 - level) / 2) for j in range(grid.size)]
+    upper = [_type7_quantile(reps[:, j], (1 + level) / 2) for j in range(grid.size)]
+    np.testing.assert_allclose(band.fpr, grid)
+    np.testing.assert_allclose(band.tpr, _naive_sensitivity_at_fpr(pos, neg, grid), atol=1e-12)
+    np.testing.assert_allclose(band.tpr_lower, lower, atol=1e-12)
+    np.testing.assert_allclose(band.tpr_upper, upper, atol=1e-12)
+    # the band is not the envelope of the replicates
+    inner = (grid > 0.05) & (grid < 0.95)
+    assert np.any(band.tpr_lower.to_numpy()[inner] > reps.min(axis=0)[inner])
