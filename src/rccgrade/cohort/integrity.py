@@ -35,14 +35,16 @@ Images are opened header-first (``ImageFileReader.ReadImageInformation``); files
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from rccgrade.cohort.clinical_rules import (  # noqa: F401 - moved there; names kept importable from here
+    check_case_clinical,
+    clinical_value_problem,
+)
 from rccgrade.cohort.io import (
     ImageGeometry,
     _first_line,
@@ -57,7 +59,13 @@ from rccgrade.cohort.lesions import find_lesions
 from rccgrade.cohort.manifest import NO_PATH
 from rccgrade.cohort.masks import is_structured_mask, read_structured_mask
 from rccgrade.cohort.settings import CohortSettings
-from rccgrade.cohort.types import Case, ClinicalKind, Problem
+from rccgrade.cohort.types import Case, Problem
+from rccgrade.cohort.voxel_rules import (
+    HU_LIMIT,
+    finite_range,
+    nonfinite_problem,
+    zero_tail_problem,
+)
 from rccgrade.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -458,99 +466,6 @@ def _box(lo: np.ndarray, hi: np.ndarray) -> str:
     return " × ".join(f"[{a:.1f}, {b:.1f}]" for a, b in zip(lo, hi, strict=True))
 
 
-HU_LIMIT = 1e5
-"""No CT value, even with extended scales for metal, reaches ±1e5 HU."""
-
-
-def finite_range(arr: np.ndarray) -> tuple[float, float] | None:
-    """``(min, max)`` of the finite values of an array, or None when there are none."""
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr)
-        if not finite.any():
-            return None
-        if not finite.all():
-            arr = arr[finite]
-    if arr.size == 0:
-        return None
-    return float(np.min(arr)), float(np.max(arr))
-
-
-def nonfinite_problem(
-    arr: np.ndarray, tumour: np.ndarray | None = None, max_fraction: float = 0.0
-) -> tuple[str, str] | None:
-    """``(severity, message)`` for NaN/±inf voxels in an image, or None when every voxel is finite.
-
-    Args:
-        arr: Image voxels (any shape).
-        tumour: Boolean tumour mask on the same grid, or None when it is unknown (other phases).
-        max_fraction: Largest fraction of non-finite voxels outside the tumour that is only a warning.
-
-    Returns:
-        ``error`` when no voxel is finite, when any lies inside ``tumour``, or when their fraction exceeds
-        ``max_fraction``; else ``warning``. The message starts lower-case, after the image's name.
-    """
-    if not np.issubdtype(arr.dtype, np.floating):
-        return None
-    bad = ~np.isfinite(arr)
-    n_bad = int(np.count_nonzero(bad))
-    if n_bad == 0:
-        return None
-    n = int(arr.size)
-    n_nan = int(np.count_nonzero(np.isnan(arr)))
-    what = f"{n_bad} of its {n} voxels are not finite ({n_nan} NaN, {n_bad - n_nan} ±inf)"
-    fix = "Export the original CT again; never fill missing regions with NaN"
-    if n_bad == n:
-        return "error", f"has no finite voxel: all {n} are NaN or ±inf. {fix}"
-    if tumour is not None and tumour.shape == arr.shape:
-        inside = int(np.count_nonzero(bad & tumour))
-        if inside:
-            return (
-                "error",
-                f"has {inside} non-finite voxel(s) inside the tumour mask ({what}): the tumour's features cannot be "
-                f"computed. {fix}",
-            )
-    fraction = n_bad / n
-    if fraction > max_fraction:
-        return (
-            "error",
-            f"{what}, {100 * fraction:.2g}% of the volume (at most {100 * max_fraction:.2g}% allowed by "
-            f"cohort.max_nonfinite_fraction). {fix}",
-        )
-    return "warning", f"{what}, outside the tumour; they are tolerated (cohort.max_nonfinite_fraction)"
-
-
-def zero_tail_problem(arr: np.ndarray, air_hu: float = -500.0) -> str | None:
-    """Message when the last whole slices (in storage order) of a CT are exactly 0, else None.
-
-    A reader that meets a file cut short fills the missing end of the pixel buffer with zeros; since the slice
-    index varies slowest, those zeros are the last slices. A real CT slice is never exactly 0 HU everywhere
-    (air is about −1000 HU), so this only looks at images that hold air (values below ``air_hu``).
-
-    Args:
-        arr: Image voxels in ITK array order (z, y, x).
-        air_hu: Value below which a voxel counts as air.
-    """
-    if arr.ndim != 3 or arr.shape[0] < 2:
-        return None
-    flat = np.asarray(arr).reshape(arr.shape[0], -1)
-    zero_slices = 0
-    for z in range(arr.shape[0] - 1, -1, -1):
-        if np.any(flat[z] != 0):
-            break
-        zero_slices += 1
-    if zero_slices == 0 or zero_slices == arr.shape[0]:
-        return None
-    with np.errstate(invalid="ignore"):
-        holds_air = bool(np.any(flat[: arr.shape[0] - zero_slices] < air_hu))
-    if not holds_air:
-        return None
-    return (
-        f"ends with {zero_slices} slice(s) of exactly 0 out of {arr.shape[0]}, while the others hold air "
-        f"(below {air_hu:g} HU): the file looks cut short and its missing end read as zeros. Copy or export it "
-        "again (if those slices really are empty, crop them)"
-    )
-
-
 def check_case_images(case: Case, settings: CohortSettings | CheckOptions | None = None) -> list[Problem]:
     """Run every image rule (see the module docstring) on one case.
 
@@ -569,65 +484,3 @@ def check_case_images(case: Case, settings: CohortSettings | CheckOptions | None
     else:
         options = CheckOptions.from_settings(settings)
     return _Checker(case, options).run()
-
-
-def clinical_value_problem(column: str, value: object, settings: CohortSettings) -> tuple[str, str] | None:
-    """``(code, message)`` when a numeric clinical value is not plausible, else None (missing is fine).
-
-    Rules: the value must be finite (``clinical_not_finite``), within ``cohort.clinical_max_abs`` and within the
-    column's plausible range (:meth:`CohortSettings.clinical_range`) (``clinical_out_of_range``).
-    """
-    if value is None or isinstance(value, str | bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(number):
-        return None  # missing: imputed inside the model
-    if not math.isfinite(number):
-        return (
-            "clinical_not_finite",
-            f"clinical column '{column}' holds {number:g}; give a finite value, or leave the cell empty if unknown",
-        )
-    bounds = settings.clinical_range(column)
-    if bounds is not None and not bounds[0] <= number <= bounds[1]:
-        return (
-            "clinical_out_of_range",
-            f"clinical column '{column}' holds {number:g}, outside its plausible range [{bounds[0]:g}, "
-            f"{bounds[1]:g}]; correct the value (a typo or another unit?), or set cohort.clinical_ranges.{column} "
-            "if such values are real",
-        )
-    limit = settings.clinical_max_abs
-    if limit is not None and abs(number) > limit:
-        return (
-            "clinical_out_of_range",
-            f"clinical column '{column}' holds {number:g}, beyond ±{limit:g} (cohort.clinical_max_abs): a typo or a "
-            "unit error; correct the value, or declare a range in cohort.clinical_ranges",
-        )
-    return None
-
-
-def check_case_clinical(
-    case: Case,
-    clinical_types: Mapping[str, ClinicalKind],
-    settings: CohortSettings | None = None,
-    columns: set[str] | None = None,
-) -> list[Problem]:
-    """Clinical-value rules on one case's numeric clinical variables (every one an error).
-
-    Args:
-        case: The case.
-        clinical_types: Column → numeric/categorical (``Cohort.clinical_types``); categorical columns are skipped.
-        settings: Ranges and limits (default: :class:`CohortSettings` defaults).
-        columns: Only these columns (e.g. the ones a model reads); None: all.
-    """
-    settings = settings or CohortSettings()
-    problems = []
-    for column, value in case.clinical.items():
-        if clinical_types.get(column, "numeric") != "numeric" or (columns is not None and column not in columns):
-            continue
-        found = clinical_value_problem(column, value, settings)
-        if found is not None:
-            problems.append(Problem(case.patient_id, found[0], "error", found[1], "", case.row))
-    return problems
