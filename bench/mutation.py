@@ -56,6 +56,22 @@ DETECTED = ("killed", "timeout")
 """Statuses that count as a detected mutant: a failing test, or a test run beyond its CPU-time limit (SIGXCPU)."""
 
 
+NOTES: dict[str, str] = {
+    "deep/data.py": (
+        "the survivors left are resolve_device's CUDA branch (device='cuda' on a machine with CUDA); the test "
+        "machine has none. tests/deep/test_data_contract.py asserts that branch when CUDA is present, so a GPU run "
+        "would kill them"
+    ),
+    "models/arms.py": (
+        "tests/models takes about a minute per run, so arms.py is estimated from a seeded random sample of its "
+        "mutants (sample_seed, sampled_from); the rest were not run"
+    ),
+    "preprocess/roi.py": "the pipeline tests make each run slow: see stopped_by_budget for whether every mutant ran",
+    "models/split.py": "see stopped_by_budget: mutants not reached within the budget are not_checked, never killed",
+}
+"""Per-module remarks copied into the results."""
+
+
 def _status(code: int | None) -> str:
     """mutmut's own exit-code → status table (``mutmut.stats.status_by_exit_code``), with snake_case names."""
     from mutmut.stats import status_by_exit_code
@@ -370,6 +386,7 @@ def run_module(module: str, tests: str, budget_s: float, children: int, sample: 
             "budget_s": budget_s,
             "stopped_by_budget": timed_out,
             "mutmut_exit_code": proc.returncode,
+            "note": NOTES.get(module),
         }
     )
     return entry
@@ -432,7 +449,7 @@ def main() -> None:
             if old.get("sampled_from"):
                 everything = sorted(_read_results(_workdir(module), module))
                 chosen = sorted(random.Random(old["sample_seed"]).sample(everything, old["mutants"]))
-            entry = {**old, **summarise(_workdir(module), module, chosen)}
+            entry = {**old, **summarise(_workdir(module), module, chosen), "note": NOTES.get(module)}
             results["modules"][module] = entry
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             rates = f"{entry['kill_rate']} ({entry['kill_rate_excluding_equivalent']} excluding equivalent)"

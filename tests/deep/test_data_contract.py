@@ -93,7 +93,10 @@ def test_array_checksum_is_sha256_of_shape_dtype_and_bytes() -> None:
 def test_device_and_batch_size() -> None:
     cpu = torch.device("cpu")
     assert resolve_device(DeepSettings(device="cpu")) == cpu
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():  # a CUDA machine: both settings choose the GPU
+        assert resolve_device(DeepSettings(device="cuda")) == torch.device("cuda")
+        assert resolve_device(DeepSettings(device="auto")) == torch.device("cuda")
+    else:  # the CPU test machine: auto falls back, an explicit cuda is a clear error
         assert resolve_device(DeepSettings(device="auto")) == cpu
         with pytest.raises(
             ConfigError, match="^" + re.escape("deep.device is 'cuda' but torch sees no CUDA device; use")

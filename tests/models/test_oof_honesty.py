@@ -91,6 +91,8 @@ def test_stacked_classifier_fit_uses_oof_probabilities(
             oof[te, j] = clone(est).fit(table.iloc[tr], y.iloc[tr]).predict_proba(table.iloc[te])[:, 1]
     meta = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(oof), y)
     np.testing.assert_allclose(model.meta_.coef_, meta.coef_, rtol=1e-6, atol=1e-8)
+    base = model.base_probabilities(table)
+    assert list(base.columns) == ["clinical", "radiomics"] and base.index.equals(table.index)
     for (name, fitted), (_, est) in zip(model.estimators_, arms, strict=True):
         full = clone(est).fit(table, y)
         np.testing.assert_allclose(fitted.predict_proba(table), full.predict_proba(table), rtol=1e-9, err_msg=name)
