@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import typer
@@ -19,9 +20,28 @@ from rccgrade.models.predict import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_OOD,
-    predict_manifest,
+    predict_manifest_with_features,
     predict_table,
 )
+
+
+def write_report(bundle: Any, preds: pd.DataFrame, table: pd.DataFrame | None, folder: Path) -> Any:
+    """Per-patient pages of ``preds``; contributions of every patient that has features (ok or OOD)."""
+    from rccgrade.models.explain import contributions
+    from rccgrade.report.patient import write_patient_reports
+
+    contrib = None
+    warnings: dict[str, list[str]] = {}
+    if table is not None:
+        have = [p for p in preds.index if p in table.index and preds.loc[p, "status"] != STATUS_FAILED]
+        if have:
+            try:
+                contrib = contributions(bundle.model, table.loc[have], bundle.arm)
+            except ModelError as exc:
+                for pid in have:
+                    warnings.setdefault(pid, []).append(f"no feature contributions: {exc}")
+    return write_patient_reports(preds, folder, contrib, warnings=warnings)
+
 
 _STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}
 
@@ -50,6 +70,11 @@ def predict_command(
         help="A feature beyond [min − k·range, max + k·range] of the training values is out of distribution.",
     ),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Folder for one HTML page per patient (+ index.html and preds.json) with its feature contributions.",
+    ),
 ) -> None:
     """Predict P(ISUP 3–4) and the class at the model's training threshold for each patient.
 
@@ -60,10 +85,11 @@ def predict_command(
     """
     console = Console()
     loaded = load_bundle(bundle)
+    table = None
     if features is not None:
         table, settings = load_table(features)
         if manifest is not None:
-            preds = predict_manifest(
+            preds, table = predict_manifest_with_features(
                 loaded,
                 manifest,
                 work_dir or out.parent / "predict_work",
@@ -74,7 +100,7 @@ def predict_command(
         else:
             preds = predict_table(loaded, table, settings, ood_factor=ood_factor)
     elif manifest is not None:
-        preds = predict_manifest(
+        preds, table = predict_manifest_with_features(
             loaded,
             manifest,
             work_dir or out.parent / "predict_work",
@@ -85,6 +111,10 @@ def predict_command(
         raise ModelError("give a MANIFEST of new patients or a feature table with --features")
     out.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out)
+
+    if report is not None:
+        written = write_report(loaded, preds, table, report)
+        console.print(f"wrote {len(written.pages)} patient page(s) and {written.index}", highlight=False)
 
     view = Table(title=escape(f"{loaded.arm} model — threshold {loaded.threshold:.3f}"))
     view.add_column("patient")

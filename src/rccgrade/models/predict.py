@@ -644,6 +644,28 @@ def predict_manifest(
     Returns:
         DataFrame indexed by ``patient_id``, one row per manifest row in manifest order, :data:`PREDICTION_COLUMNS`.
     """
+    return predict_manifest_with_features(
+        bundle,
+        manifest,
+        work_dir,
+        features=features,
+        feature_settings=feature_settings,
+        parallel=parallel,
+        ood_factor=ood_factor,
+    )[0]
+
+
+def predict_manifest_with_features(
+    bundle: ModelBundle,
+    manifest: str | Path,
+    work_dir: str | Path,
+    *,
+    features: pd.DataFrame | None = None,
+    feature_settings: Mapping[str, Any] | None = None,
+    parallel: Any = None,
+    ood_factor: float = OOD_RANGE_FACTOR,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`predict_manifest` plus the FeatureTable the predictions were made from (for explanations)."""
     if features is None:
         made = compute_features_for_bundle(bundle, manifest, work_dir, parallel)
         cohort = made.cohort
@@ -671,7 +693,7 @@ def predict_manifest(
             ids = [p for p in dict.fromkeys(cohort.patient_ids) if p in table.index]
             clin = clinical_table(cohort.subset(ids))
             table = join_tables(table.loc[ids], clin[[c for c in clin.columns if c not in table.columns]])
-    return predict_table(
+    preds = predict_table(
         bundle,
         table,
         settings,
@@ -680,3 +702,4 @@ def predict_manifest(
         rows=[c.row for c in cohort.cases],
         ood_factor=ood_factor,
     )
+    return preds, table
