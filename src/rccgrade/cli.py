@@ -79,6 +79,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),
     ("rccgrade.deep.cli", "deep_command", "deep"),
     ("rccgrade.models.cli", "predict_command", "predict"),
+    ("rccgrade.models.explain_cli", "explain_command", "explain"),
     ("rccgrade.study_cli", "study_command", "study"),
     ("rccgrade.study_cli", "demo_command", "demo"),
     ("rccgrade.study_cli", "evaluate_command", "evaluate"),
