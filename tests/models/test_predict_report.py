@@ -97,5 +97,23 @@ def test_page_renders_in_headless_chromium(report_run: tuple[Path, list[str]], t
         text=True,
         timeout=120,
     ).stdout
-    assert "<svg" in dom and dom.count("<rect") == len(records[1]["contributions"])
+    assert "<svg" in dom and dom.count('class="bar"') == len(records[1]["contributions"])
+    assert 'aria-label="training ROC"' in dom
     assert "<img" not in dom  # self-contained: nothing to load
+
+
+def test_roc_position_matches_a_naive_count_on_the_training_oof(
+    report_run: tuple[Path, list[str]], signal_fit: tuple[Any, ...]
+) -> None:
+    folder, _ = report_run
+    _, _, _, res = signal_fit
+    oof = res.oof_proba["clinical"].reindex(res.y_train.index).to_numpy()
+    y = res.y_train.to_numpy()
+    records = json.loads((folder / "preds.json").read_text())
+    for rec in records[:2]:
+        for key, cut in (("roc_position", rec["probability"]), ("roc_threshold", rec["threshold"])):
+            sens = float(np.mean(oof[y == 1] >= cut))
+            spec = float(np.mean(oof[y == 0] < cut))
+            assert rec[key] == pytest.approx({"sensitivity": sens, "specificity": spec})
+    assert all(r["roc_position"] is None for r in records[2:])  # no probability, no position
+    assert "training ROC" in (folder / records[0]["page"]).read_text()

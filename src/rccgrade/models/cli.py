@@ -43,7 +43,8 @@ def write_report(
             except ModelError as exc:
                 for pid in have:
                     warnings.setdefault(pid, []).append(f"no feature contributions: {exc}")
-    return write_patient_reports(preds, folder, contrib, warnings=warnings, banners=banners or [])
+    roc = dict(bundle.meta.get("extra") or {}).get("training_roc")
+    return write_patient_reports(preds, folder, contrib, warnings=warnings, banners=banners or [], roc=roc)
 
 
 _STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}

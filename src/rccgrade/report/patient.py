@@ -76,9 +76,36 @@ def contribution_bar_svg(items: Sequence[Mapping[str, Any]], width: int = 640) -
         parts.append(
             f'<text x="{label_w}" y="{y + 15}" text-anchor="end" font-size="12" font-family="sans-serif">{label}</text>'
         )
-        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{color}"/>')
+        parts.append(f'<rect class="bar" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{color}"/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def roc_svg(roc: Mapping[str, Sequence[float]], points: Sequence[tuple[float, float, str]], size: int = 260) -> str:
+    """Inline SVG of the training OOF ROC with marked (sensitivity, specificity, colour) points."""
+    fpr, tpr = list(roc.get("fpr") or []), list(roc.get("tpr") or [])
+    if not fpr:
+        return ""
+    pad = 30
+    span = size - 2 * pad
+
+    def xy(f: float, t: float) -> str:
+        return f"{pad + f * span:.1f},{pad + (1 - t) * span:.1f}"
+
+    path = " ".join(xy(f, t) for f, t in zip(fpr, tpr, strict=True))
+    marks = "".join(
+        f'<circle cx="{pad + (1 - sp) * span:.1f}" cy="{pad + (1 - se) * span:.1f}" r="5" fill="{c}"/>'
+        for se, sp, c in points
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+        f'aria-label="training ROC"><rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" '
+        f'stroke="#888"/><line x1="{pad}" y1="{pad + span}" x2="{pad + span}" y2="{pad}" stroke="#ccc" '
+        f'stroke-dasharray="4"/><polyline points="{path}" fill="none" stroke="#333" stroke-width="1.5"/>{marks}'
+        f'<text x="{size / 2}" y="{size - 6}" text-anchor="middle" font-size="11" font-family="sans-serif">'
+        f'1 − specificity</text><text x="10" y="{size / 2}" font-size="11" font-family="sans-serif" '
+        f'transform="rotate(-90 10 {size / 2})" text-anchor="middle">sensitivity</text></svg>'
+    )
 
 
 def patient_records(
@@ -88,8 +115,16 @@ def patient_records(
     warnings: Mapping[str, Sequence[str]] | None = None,
     banners: Sequence[str] = (),
     top_n: int = TOP_N,
+    roc: Mapping[str, Sequence[float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One JSON-ready record per prediction row (the content of a page and of ``preds.json``)."""
+    """One JSON-ready record per prediction row (the content of a page and of ``preds.json``).
+
+    ``roc`` is the bundle's training OOF ROC (:func:`rccgrade.models.bundle.training_roc`): an ``ok`` record
+    gets ``roc_position`` — the training sensitivity/specificity had the cut-off been this patient's
+    probability — and ``roc_threshold``, the same at the model's threshold.
+    """
+    from rccgrade.models.bundle import roc_position
+
     out: list[dict[str, Any]] = []
     for pid, row in preds.iterrows():
         pid = str(pid)
@@ -107,7 +142,14 @@ def patient_records(
             "method": "",
             "scale": "",
             "base": None,
+            "roc_position": None,
+            "roc_threshold": None,
         }
+        if roc and rec["probability"] is not None and rec["threshold"] is not None:
+            for key, value in (("roc_position", rec["probability"]), ("roc_threshold", rec["threshold"])):
+                pos = roc_position(dict(roc), value)
+                if pos is not None:
+                    rec[key] = {"sensitivity": pos[0], "specificity": pos[1]}
         if contrib is not None and pid in contrib.values.index:
             top = contrib.top(pid, top_n)
             rec["contributions"] = [
@@ -140,6 +182,7 @@ def write_patient_reports(
     warnings: Mapping[str, Sequence[str]] | None = None,
     banners: Sequence[str] = (),
     top_n: int = TOP_N,
+    roc: Mapping[str, Sequence[float]] | None = None,
 ) -> PatientReports:
     """Write one page per prediction row, ``index.html`` and ``preds.json`` into ``out_dir``.
 
@@ -150,6 +193,7 @@ def write_patient_reports(
         warnings: Extra per-patient warnings (validation, missing phases …).
         banners: Cohort-wide banners shown on every page (e.g. imputed clinical variables).
         top_n: Contributions shown per patient.
+        roc: The bundle's training OOF ROC (``bundle.meta["extra"]["training_roc"]``), when stored.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,13 +203,19 @@ def write_patient_reports(
         undefined=jinja2.StrictUndefined,
     )
     page = env.get_template("patient.html.j2")
-    records = patient_records(preds, contrib, warnings=warnings, banners=banners, top_n=top_n)
+    records = patient_records(preds, contrib, warnings=warnings, banners=banners, top_n=top_n, roc=roc)
     pages: dict[str, Path] = {}
     for rec in records:
         path = child_path(out, rec["patient_id"], ".html")
         rec["page"] = path.name
         chart = contribution_bar_svg(rec["contributions"])
-        path.write_text(page.render(p=rec, chart=chart, version=__version__), encoding="utf-8")
+        marks = [
+            (rec[k]["sensitivity"], rec[k]["specificity"], colour)
+            for k, colour in (("roc_threshold", "#888"), ("roc_position", "#c62828"))
+            if rec[k] is not None
+        ]
+        roc_chart = roc_svg(roc, marks) if roc and marks else ""
+        path.write_text(page.render(p=rec, chart=chart, roc_chart=roc_chart, version=__version__), encoding="utf-8")
         pages[rec["patient_id"]] = path
     index = env.from_string(_INDEX).render(records=records, banners=list(banners), version=__version__)
     index_path = out / "index.html"
