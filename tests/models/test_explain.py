@@ -100,3 +100,25 @@ def test_summary_shares_sum_to_one_and_rank_signal_first() -> None:
     table_share = source_share_table({"combined": s})
     np.testing.assert_allclose(table_share.sum(axis=1).to_numpy(), 1.0)
     assert s.contributions.top(str(table.index[0]), n=3).shape[0] == 3
+
+
+def test_logistic_covariance_matches_statsmodels_wald_covariance_without_penalty() -> None:
+    import statsmodels.api as sm
+
+    from rccgrade.models.explain import logistic_covariance, probability_interval
+
+    table, y = _signal_table(seed=3, n=300, n_rad=6, n_deep=4)
+    settings = fast_settings(param_grids={"logistic": {"C": [1e8]}}, selection={"steps": ["near_constant"]})
+    model = build_arm("clinical", list(table.columns), settings, seed=0)
+    model.set_params(clf__C=1e8).fit(table, y)
+    cov = logistic_covariance(model, table)
+    Z = model.named_steps["features"].transform(table)
+    ref = sm.Logit(y.to_numpy(), sm.add_constant(Z.to_numpy())).fit(disp=0)
+    np.testing.assert_allclose(cov, ref.cov_params(), rtol=1e-3, atol=1e-5)  # lbfgs vs Newton optimum
+    iv = probability_interval(model, cov, table)
+    p = model.predict_proba(table)[:, 1]
+    assert np.all(iv["lower"].to_numpy() < p) and np.all(p < iv["upper"].to_numpy())
+    # the penalty shrinks the covariance: C = 0.01 gives a smaller intercept-free block
+    model.set_params(clf__C=0.01).fit(table, y)
+    small = logistic_covariance(model, table)
+    assert np.all(np.diag(small)[1:] < np.diag(cov)[1:])

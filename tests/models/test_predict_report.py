@@ -117,3 +117,13 @@ def test_roc_position_matches_a_naive_count_on_the_training_oof(
             assert rec[key] == pytest.approx({"sensitivity": sens, "specificity": spec})
     assert all(r["roc_position"] is None for r in records[2:])  # no probability, no position
     assert "training ROC" in (folder / records[0]["page"]).read_text()
+
+
+def test_ok_pages_carry_a_probability_interval(report_run: tuple[Path, list[str]]) -> None:
+    folder, _ = report_run
+    records = json.loads((folder / "preds.json").read_text())
+    for rec in records[:2]:
+        iv = rec["interval"]
+        assert iv["lower"] < rec["probability"] < iv["upper"]
+        assert "95% interval" in (folder / rec["page"]).read_text()
+    assert all(r["interval"] is None for r in records[2:])

@@ -460,8 +460,17 @@ def bundle_from_arms(
         extra={
             "best_params": result.best_params.get(arm, {}),
             "training_roc": training_roc(result.y_train, result.oof_proba[arm].reindex(result.y_train.index)),
+            "logit_covariance": _logit_covariance(result.models[arm], table.loc[result.train_ids]),
         },
     )
+
+
+def _logit_covariance(model: Any, X_train: pd.DataFrame) -> list[list[float]] | None:
+    """Covariance of a logistic arm's parameters on its training patients (see models.explain), JSON-ready."""
+    from rccgrade.models.explain import logistic_covariance
+
+    cov = logistic_covariance(model, X_train)
+    return None if cov is None or not np.all(np.isfinite(cov)) else cov.tolist()
 
 
 def training_roc(y: pd.Series, oof: pd.Series) -> dict[str, list[float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -43,8 +44,22 @@ def write_report(
             except ModelError as exc:
                 for pid in have:
                     warnings.setdefault(pid, []).append(f"no feature contributions: {exc}")
-    roc = dict(bundle.meta.get("extra") or {}).get("training_roc")
-    return write_patient_reports(preds, folder, contrib, warnings=warnings, banners=banners or [], roc=roc)
+    extra = dict(bundle.meta.get("extra") or {})
+    intervals = None
+    ok = [p for p in preds.index if preds.loc[p, "status"] == STATUS_OK]
+    if table is not None and ok and extra.get("logit_covariance") is not None:
+        from rccgrade.models.explain import probability_interval
+
+        intervals = probability_interval(bundle.model, np.asarray(extra["logit_covariance"]), table.loc[ok])
+    return write_patient_reports(
+        preds,
+        folder,
+        contrib,
+        warnings=warnings,
+        banners=banners or [],
+        roc=extra.get("training_roc"),
+        intervals=intervals,
+    )
 
 
 _STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}

@@ -308,3 +308,63 @@ def source_share_table(summaries: Mapping[str, ArmContributionSummary]) -> pd.Da
     table = pd.DataFrame(rows).T.fillna(0.0)
     table.index.name = "arm"
     return table.loc[:, sorted(table.columns)]
+
+
+# --------------------------------------------------------------------------------------------------
+# uncertainty of a logistic arm's probability
+# --------------------------------------------------------------------------------------------------
+
+
+def logistic_covariance(model: Any, X_train: pd.DataFrame) -> np.ndarray | None:
+    """Approximate covariance of a logistic arm's (intercept, coefficients), from the training patients.
+
+    The inverse Hessian of the penalised negative log-likelihood at the fitted coefficients,
+    ``(Z1ᵀ W Z1 + diag(0, 1/C, …, 1/C))⁻¹`` with ``Z1 = [1, Z]`` the training design (the arm's own imputed,
+    selected, z-scored features), ``W = diag(p(1 − p))`` and scikit-learn's L2 penalty ``‖w‖² / (2C)``
+    (the intercept is not penalised). With a large C it equals the usual Wald covariance. It is conditional on
+    the selected features: the uncertainty of the selection itself is *not* included.
+
+    Returns:
+        Array (k + 1, k + 1) in the order (intercept, features of ``union.get_feature_names_out()``); None
+        when the arm is not a single-source-union logistic regression with an L2 (or no) penalty.
+    """
+    if isinstance(model, StackedClassifier) or not hasattr(model, "named_steps"):
+        return None
+    clf = model.named_steps.get("clf")
+    if not isinstance(clf, LogisticRegression):
+        return None
+    l1 = getattr(clf, "l1_ratio", None)
+    penalty = getattr(clf, "penalty", "deprecated")
+    if (l1 not in (None, 0, 0.0)) or penalty not in ("l2", None, "none", "deprecated"):
+        return None
+    Zdf = model.named_steps["features"].transform(X_train)
+    Z = Zdf.to_numpy(dtype=np.float64)
+    Z1 = np.column_stack([np.ones(len(Z)), Z])
+    p = clf.predict_proba(Zdf)[:, 1]
+    H = (Z1 * (p * (1 - p))[:, None]).T @ Z1
+    if penalty is not None and penalty != "none" and np.isfinite(clf.C):
+        H[1:, 1:] += np.eye(Z.shape[1]) / float(clf.C)
+    try:
+        return np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def probability_interval(model: Any, covariance: np.ndarray, X: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Wald interval of P(high grade) on the logit scale, mapped back: ``expit(η ± z·√(z1ᵀ Σ z1))``.
+
+    Returns:
+        DataFrame (patients × ``lower``, ``upper``, ``se_logit``).
+    """
+    from scipy.stats import norm
+
+    Zdf = model.named_steps["features"].transform(X)
+    Z1 = np.column_stack([np.ones(len(Zdf)), Zdf.to_numpy(dtype=np.float64)])
+    cov = np.asarray(covariance, dtype=np.float64)
+    if cov.shape != (Z1.shape[1], Z1.shape[1]):
+        raise ModelError(f"covariance shape {cov.shape} does not match the arm's {Z1.shape[1]} parameters")
+    eta = model.named_steps["clf"].decision_function(Zdf)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", Z1, cov, Z1))
+    q = float(norm.ppf(0.5 + level / 2))
+    expit = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    return pd.DataFrame({"lower": expit(eta - q * se), "upper": expit(eta + q * se), "se_logit": se}, index=X.index)

@@ -116,12 +116,15 @@ def patient_records(
     banners: Sequence[str] = (),
     top_n: int = TOP_N,
     roc: Mapping[str, Sequence[float]] | None = None,
+    intervals: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready record per prediction row (the content of a page and of ``preds.json``).
 
     ``roc`` is the bundle's training OOF ROC (:func:`rccgrade.models.bundle.training_roc`): an ``ok`` record
     gets ``roc_position`` — the training sensitivity/specificity had the cut-off been this patient's
-    probability — and ``roc_threshold``, the same at the model's threshold.
+    probability — and ``roc_threshold``, the same at the model's threshold. ``intervals`` (patients ×
+    ``lower``/``upper``, :func:`rccgrade.models.explain.probability_interval`) gives ``ok`` records a 95 %
+    interval.
     """
     from rccgrade.models.bundle import roc_position
 
@@ -144,7 +147,15 @@ def patient_records(
             "base": None,
             "roc_position": None,
             "roc_threshold": None,
+            "interval": None,
         }
+        if intervals is not None and rec["probability"] is not None and pid in intervals.index:
+            rec["interval"] = {
+                "lower": float(intervals.loc[pid, "lower"]),
+                "upper": float(intervals.loc[pid, "upper"]),
+                "method": "Wald interval on the logit scale from the logistic model's coefficient covariance "
+                "at export (conditional on the selected features)",
+            }
         if roc and rec["probability"] is not None and rec["threshold"] is not None:
             for key, value in (("roc_position", rec["probability"]), ("roc_threshold", rec["threshold"])):
                 pos = roc_position(dict(roc), value)
@@ -183,6 +194,7 @@ def write_patient_reports(
     banners: Sequence[str] = (),
     top_n: int = TOP_N,
     roc: Mapping[str, Sequence[float]] | None = None,
+    intervals: pd.DataFrame | None = None,
 ) -> PatientReports:
     """Write one page per prediction row, ``index.html`` and ``preds.json`` into ``out_dir``.
 
@@ -194,6 +206,7 @@ def write_patient_reports(
         banners: Cohort-wide banners shown on every page (e.g. imputed clinical variables).
         top_n: Contributions shown per patient.
         roc: The bundle's training OOF ROC (``bundle.meta["extra"]["training_roc"]``), when stored.
+        intervals: 95 % intervals of the ``ok`` patients' probabilities (logistic arms), when available.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +216,9 @@ def write_patient_reports(
         undefined=jinja2.StrictUndefined,
     )
     page = env.get_template("patient.html.j2")
-    records = patient_records(preds, contrib, warnings=warnings, banners=banners, top_n=top_n, roc=roc)
+    records = patient_records(
+        preds, contrib, warnings=warnings, banners=banners, top_n=top_n, roc=roc, intervals=intervals
+    )
     pages: dict[str, Path] = {}
     for rec in records:
         path = child_path(out, rec["patient_id"], ".html")
