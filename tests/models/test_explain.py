@@ -122,3 +122,12 @@ def test_logistic_covariance_matches_statsmodels_wald_covariance_without_penalty
     model.set_params(clf__C=0.01).fit(table, y)
     small = logistic_covariance(model, table)
     assert np.all(np.diag(small)[1:] < np.diag(cov)[1:])
+
+
+def test_pca_components_are_reported_as_components_and_still_sum_exactly() -> None:
+    table, y = _signal_table(seed=4, n=160, n_rad=6, n_deep=12)
+    settings = fast_settings(selection={"steps": ["near_constant"], "deep_pca": 4})
+    model = build_arm("deep:box", list(table.columns), settings, seed=0).fit(table, y)
+    c = contributions(model, table, "deep:box")
+    assert list(c.values.columns) == [f"deep:box:pc{i:03d}" for i in range(1, 5)]
+    np.testing.assert_allclose(c.output.to_numpy(), model.decision_function(table), atol=1e-10)
