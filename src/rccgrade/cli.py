@@ -79,6 +79,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("rccgrade.radiomics.cli", "radiomics_command", "radiomics"),
     ("rccgrade.deep.cli", "deep_command", "deep"),
     ("rccgrade.models.cli", "predict_command", "predict"),
+    ("rccgrade.models.explain_cli", "explain_command", "explain"),
     ("rccgrade.study.cli", "study_command", "study"),
     ("rccgrade.study.cli", "demo_command", "demo"),
     ("rccgrade.study.cli", "evaluate_command", "evaluate"),

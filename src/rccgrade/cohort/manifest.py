@@ -254,6 +254,16 @@ def load_cohort(
     clinical_csv = clinical_csv if clinical_csv is not None else settings.clinical_csv
     if clinical_csv is not None:
         frame = _join_clinical(frame, Path(clinical_csv).expanduser().resolve(), reserved)
+    if settings.column_map:
+        from rccgrade.cohort.column_map import apply_column_map
+
+        reserved_mapped = sorted(set(settings.column_map) & reserved)
+        if reserved_mapped:
+            raise CohortError(
+                f"cohort.column_map renames onto reserved column(s) {reserved_mapped}; map clinical variables only",
+                path=manifest,
+            )
+        frame = apply_column_map(frame, settings.column_map, manifest)
 
     if settings.clinical_columns is not None:
         absent = [c for c in settings.clinical_columns if c not in frame.columns]

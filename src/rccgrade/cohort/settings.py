@@ -44,6 +44,8 @@ class CohortSettings(BaseModel):
             refuses the case).
         min_lesion_volume_mm3: Connected components smaller than this are specks, not lesions.
         clinical_types: Clinical column → numeric/categorical; others are inferred.
+        column_map: Variable name → the column of this cohort that holds it (``hemoglobin: haemoglobin``),
+            applied as soon as the manifest and clinical CSV are read (:mod:`rccgrade.cohort.column_map`).
         clinical_columns: Clinical columns to use (None: every non-reserved column).
         phases: Phases every case must have (manifest columns of the same names).
         require_labels: A case without grade/high_grade is unusable (turn off for prediction-only
@@ -77,6 +79,7 @@ class CohortSettings(BaseModel):
     lesions: Literal["largest", "each", "error"] = "largest"
     min_lesion_volume_mm3: float = Field(10.0, ge=0)
     clinical_types: dict[str, Literal["numeric", "categorical"]] = {}
+    column_map: dict[str, str] = {}
     clinical_columns: list[str] | None = None
     phases: list[str] = ["arterial", "nephrographic", "excretory"]
     require_labels: bool = True

@@ -457,8 +457,49 @@ def bundle_from_arms(
         feature_settings=feature_settings,
         feature_metadata=feature_metadata,
         seed=result.seed,
-        extra={"best_params": result.best_params.get(arm, {})},
+        extra={
+            "best_params": result.best_params.get(arm, {}),
+            "training_roc": training_roc(result.y_train, result.oof_proba[arm].reindex(result.y_train.index)),
+            "logit_covariance": _logit_covariance(result.models[arm], table.loc[result.train_ids]),
+        },
     )
+
+
+def _logit_covariance(model: Any, X_train: pd.DataFrame) -> list[list[float]] | None:
+    """Covariance of a logistic arm's parameters on its training patients (see models.explain), JSON-ready."""
+    from rccgrade.models.explain import logistic_covariance
+
+    cov = logistic_covariance(model, X_train)
+    return None if cov is None or not np.all(np.isfinite(cov)) else cov.tolist()
+
+
+def training_roc(y: pd.Series, oof: pd.Series) -> dict[str, list[float]]:
+    """The ROC of the training patients' out-of-fold probabilities, for placing a new patient on it.
+
+    Returns:
+        ``{"fpr", "tpr", "thresholds"}`` of :func:`sklearn.metrics.roc_curve` (thresholds decreasing; the
+        first, +inf in scikit-learn, is stored as 1 + 1e-9 so the file stays JSON); ``tpr[i]``/``fpr[i]`` are
+        the training sensitivity / 1 − specificity of the rule ``probability >= thresholds[i]``. Empty lists
+        when the OOF probabilities are incomplete.
+    """
+    from sklearn.metrics import roc_curve
+
+    p = np.asarray(oof, dtype=np.float64)
+    lab = np.asarray(y, dtype=np.int64)
+    if p.size == 0 or not np.all(np.isfinite(p)) or np.unique(lab).size < 2:
+        return {"fpr": [], "tpr": [], "thresholds": []}
+    fpr, tpr, thr = roc_curve(lab, p, drop_intermediate=False)
+    thr = np.where(np.isfinite(thr), thr, 1.0 + 1e-9)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
+
+
+def roc_position(roc: dict[str, list[float]], probability: float) -> tuple[float, float] | None:
+    """Training (sensitivity, specificity) of the rule ``probability >= p`` (None without a stored ROC)."""
+    thr = np.asarray(roc.get("thresholds") or [], dtype=np.float64)
+    if thr.size == 0:
+        return None
+    i = int(np.flatnonzero(thr >= probability).max()) if np.any(thr >= probability) else 0
+    return float(roc["tpr"][i]), 1.0 - float(roc["fpr"][i])
 
 
 def _one_line(exc: ValidationError) -> str:

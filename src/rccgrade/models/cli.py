@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -11,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rccgrade.cli_progress import local_parallel
+from rccgrade.cohort.column_map import parse_column_map
 from rccgrade.errors import ModelError
 from rccgrade.features.table import load_table
 from rccgrade.models.bundle import load_bundle
@@ -19,9 +22,45 @@ from rccgrade.models.predict import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_OOD,
-    predict_manifest,
+    predict_manifest_with_features,
     predict_table,
 )
+
+
+def write_report(
+    bundle: Any, preds: pd.DataFrame, table: pd.DataFrame | None, folder: Path, banners: list[str] | None = None
+) -> Any:
+    """Per-patient pages of ``preds``; contributions of every patient that has features (ok or OOD)."""
+    from rccgrade.models.explain import contributions
+    from rccgrade.report.patient import write_patient_reports
+
+    contrib = None
+    warnings: dict[str, list[str]] = {}
+    if table is not None:
+        have = [p for p in preds.index if p in table.index and preds.loc[p, "status"] != STATUS_FAILED]
+        if have:
+            try:
+                contrib = contributions(bundle.model, table.loc[have], bundle.arm)
+            except ModelError as exc:
+                for pid in have:
+                    warnings.setdefault(pid, []).append(f"no feature contributions: {exc}")
+    extra = dict(bundle.meta.get("extra") or {})
+    intervals = None
+    ok = [p for p in preds.index if preds.loc[p, "status"] == STATUS_OK]
+    if table is not None and ok and extra.get("logit_covariance") is not None:
+        from rccgrade.models.explain import probability_interval
+
+        intervals = probability_interval(bundle.model, np.asarray(extra["logit_covariance"]), table.loc[ok])
+    return write_patient_reports(
+        preds,
+        folder,
+        contrib,
+        warnings=warnings,
+        banners=banners or [],
+        roc=extra.get("training_roc"),
+        intervals=intervals,
+    )
+
 
 _STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}
 
@@ -50,6 +89,23 @@ def predict_command(
         help="A feature beyond [min − k·range, max + k·range] of the training values is out of distribution.",
     ),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+    column_map: list[str] = typer.Option(
+        [],
+        "--map",
+        help="MODEL_NAME=COLUMN: this cohort's column holding a clinical variable the model knows by another name "
+        "(repeatable), e.g. --map hemoglobin=haemoglobin.",
+    ),
+    missing_variables: str = typer.Option(
+        "refuse",
+        "--missing-variables",
+        help="A clinical variable the model needs is absent: refuse (default) or impute (training median/mode, "
+        "loudly flagged on every page).",
+    ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Folder for one HTML page per patient (+ index.html and preds.json) with its feature contributions.",
+    ),
 ) -> None:
     """Predict P(ISUP 3–4) and the class at the model's training threshold for each patient.
 
@@ -60,31 +116,46 @@ def predict_command(
     """
     console = Console()
     loaded = load_bundle(bundle)
+    mapping = parse_column_map(column_map)
+    table = None
+    banners: list[str] = []
     if features is not None:
         table, settings = load_table(features)
         if manifest is not None:
-            preds = predict_manifest(
+            made = predict_manifest_with_features(
                 loaded,
                 manifest,
                 work_dir or out.parent / "predict_work",
                 features=table,
                 feature_settings=settings,
                 ood_factor=ood_factor,
+                column_map=mapping,
+                missing_variables=missing_variables,
             )
+            preds, table, banners = made.predictions, made.features, made.warnings
         else:
+            if mapping or missing_variables != "refuse":
+                raise ModelError("--map and --missing-variables apply to a MANIFEST's clinical columns; give one")
             preds = predict_table(loaded, table, settings, ood_factor=ood_factor)
     elif manifest is not None:
-        preds = predict_manifest(
+        made = predict_manifest_with_features(
             loaded,
             manifest,
             work_dir or out.parent / "predict_work",
             parallel=local_parallel(workers),
             ood_factor=ood_factor,
+            column_map=mapping,
+            missing_variables=missing_variables,
         )
+        preds, table, banners = made.predictions, made.features, made.warnings
     else:
         raise ModelError("give a MANIFEST of new patients or a feature table with --features")
     out.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out)
+
+    if report is not None:
+        written = write_report(loaded, preds, table, report, banners)
+        console.print(f"wrote {len(written.pages)} patient page(s) and {written.index}", highlight=False)
 
     view = Table(title=escape(f"{loaded.arm} model — threshold {loaded.threshold:.3f}"))
     view.add_column("patient")
@@ -103,6 +174,8 @@ def predict_command(
             escape(str(row["reason"] or "")),
         )
     console.print(view)
+    for msg in banners:
+        console.print(f"WARNING: {escape(msg)}", style="bold yellow", highlight=False)
     if len(preds) > 20:
         console.print(f"… {len(preds) - 20} more", highlight=False)
     counts = preds["status"].value_counts()

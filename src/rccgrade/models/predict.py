@@ -38,7 +38,7 @@ import pandas as pd
 from rccgrade.cohort.integrity import CheckOptions, check_case_clinical, check_case_images, clinical_value_problem
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, Cohort, Problem
-from rccgrade.errors import ModelError
+from rccgrade.errors import CohortError, ConfigError, ModelError
 from rccgrade.features.table import validate_table
 from rccgrade.models.bundle import FeatureStats, ModelBundle
 
@@ -191,7 +191,7 @@ def bundle_cohort_settings(bundle: ModelBundle) -> CohortSettings:
     their training distribution), unless the recorded settings declare one.
     """
     fs = bundle.feature_settings
-    cfg = {k: v for k, v in dict(fs.get("cohort") or {}).items() if k not in ("manifest", "clinical_csv")}
+    cfg = {k: v for k, v in dict(fs.get("cohort") or {}).items() if k not in ("manifest", "clinical_csv", "column_map")}
     cfg["require_labels"] = False
     if isinstance(fs.get("clinical_types"), Mapping) and "clinical_types" not in cfg:
         cfg["clinical_types"] = dict(fs["clinical_types"])
@@ -212,15 +212,19 @@ def bundle_cohort_settings(bundle: ModelBundle) -> CohortSettings:
         ) from None
 
 
-def bundle_cohort(bundle: ModelBundle, manifest: str | Path) -> Cohort:
+def bundle_cohort(bundle: ModelBundle, manifest: str | Path, column_map: Mapping[str, str] | None = None) -> Cohort:
     """Read new patients' manifest the way the training cohort was read (mask phase, clinical types).
 
     Labels are not required. Uses the bundle's ``feature_settings["cohort"]`` and
-    ``feature_settings["clinical_types"]`` when recorded.
+    ``feature_settings["clinical_types"]`` when recorded. ``column_map`` (model variable → this cohort's
+    column, the ``--map`` option) renames the new hospital's columns; the training cohort's own map is not
+    carried over.
     """
     from rccgrade.cohort.manifest import load_cohort
 
     settings = bundle_cohort_settings(bundle)
+    if column_map:
+        settings = settings.model_copy(update={"column_map": dict(column_map)})
     trained_phases = dict(bundle.feature_settings.get("cohort") or {}).get("phases")
     if trained_phases:
         # new patients may lack a phase (e.g. no excretory scan): read the phases present; preprocessing fills
@@ -658,8 +662,105 @@ def predict_manifest(
     Returns:
         DataFrame indexed by ``patient_id``, one row per manifest row in manifest order, :data:`PREDICTION_COLUMNS`.
     """
+    return predict_manifest_with_features(
+        bundle,
+        manifest,
+        work_dir,
+        features=features,
+        feature_settings=feature_settings,
+        parallel=parallel,
+        ood_factor=ood_factor,
+    ).predictions
+
+
+@dataclass(frozen=True)
+class ManifestPrediction:
+    """:func:`predict_manifest_with_features`'s result.
+
+    Attributes:
+        predictions: One row per manifest row (see :func:`predict_table`).
+        features: The FeatureTable the predictions were made from (for explanations).
+        imputed_variables: Clinical variables the cohort lacks, imputed for every patient (``impute`` policy).
+        warnings: Cohort-wide warnings (imputed variables, likely unit mix-ups) for logs and report banners.
+    """
+
+    predictions: pd.DataFrame
+    features: pd.DataFrame
+    imputed_variables: list[str]
+    warnings: list[str]
+
+
+def missing_clinical_variables(
+    bundle: ModelBundle, cohort: Cohort, policy: str = "refuse", present: Sequence[str] = ()
+) -> list[str]:
+    """Clinical variables the model reads that the cohort has no column for.
+
+    Args:
+        present: FeatureTable columns already available (``--features`` mode): those count as present.
+        policy: ``refuse`` raises; ``impute`` returns them (the pipeline's training median/mode fills them).
+
+    Raises:
+        ModelError: ``refuse`` and some variable is missing — naming each and how to map or impute it.
+        ConfigError: unknown policy.
+    """
+    from rccgrade.cohort.column_map import MISSING_POLICIES, missing_variables_message
+
+    if policy not in MISSING_POLICIES:
+        raise ConfigError(f"--missing-variables {policy!r}: choose one of {list(MISSING_POLICIES)}")
+    needed = [c[len("clin:") :] for c in bundle.feature_names if c.startswith("clin:")]
+    missing = [v for v in needed if v not in cohort.clinical_types and f"clin:{v}" not in set(present)]
+    if missing and policy == "refuse":
+        raise ModelError(missing_variables_message(missing, cohort.clinical_types), path=bundle.path)
+    return missing
+
+
+def unit_warnings(bundle: ModelBundle, features: pd.DataFrame) -> list[str]:
+    """Likely unit mix-ups: numeric model variables whose cohort median is ~10^k × the training median."""
+    from rccgrade.cohort.column_map import unit_mismatch
+
+    out: list[str] = []
+    for name, stats in bundle.training_distribution.items():
+        if name not in features.columns or not name.startswith("clin:"):
+            continue
+        values = pd.to_numeric(features[name], errors="coerce")
+        found = unit_mismatch(name, values.to_numpy(dtype=np.float64), stats.median, stats.min, stats.max)
+        if found is not None:
+            out.append(found.message)
+    return out
+
+
+def predict_manifest_with_features(
+    bundle: ModelBundle,
+    manifest: str | Path,
+    work_dir: str | Path,
+    *,
+    features: pd.DataFrame | None = None,
+    feature_settings: Mapping[str, Any] | None = None,
+    parallel: Any = None,
+    ood_factor: float = OOD_RANGE_FACTOR,
+    column_map: Mapping[str, str] | None = None,
+    missing_variables: str = "refuse",
+) -> ManifestPrediction:
+    """:func:`predict_manifest` plus the FeatureTable, the imputed variables and cohort-wide warnings.
+
+    Args:
+        column_map: Model variable → this cohort's column (``--map``), see :mod:`rccgrade.cohort.column_map`.
+        missing_variables: ``refuse`` (default: a clinical variable the model reads is absent → ModelError
+            naming it and the fix) or ``impute`` (training median/mode for every patient, loudly warned).
+    """
+    cohort = bundle_cohort(bundle, manifest, column_map)
+    present = [] if features is None else [str(c) for c in features.columns]
+    imputed = missing_clinical_variables(bundle, cohort, missing_variables, present)
+    warnings: list[str] = []
+    if imputed:
+        msg = (
+            f"clinical variable(s) {imputed} are absent from this cohort and were IMPUTED with the training "
+            "median/mode for every patient: the predictions ignore them"
+        )
+        log.warning(msg)
+        warnings.append(msg)
     if features is None:
-        made = compute_features_for_bundle(bundle, manifest, work_dir, parallel)
+        made = compute_features_for_bundle(bundle, cohort, work_dir, parallel)
         cohort = made.cohort
         assert cohort is not None
         table, settings, failures = made.features, made.settings, made.failures
@@ -667,7 +768,6 @@ def predict_manifest(
         from rccgrade.features.table import join_tables
         from rccgrade.models.arms import clinical_table
 
-        cohort = bundle_cohort(bundle, manifest)
         cohort_settings = bundle_cohort_settings(bundle)
         table, settings = features.copy(), feature_settings
         table.index = table.index.astype(str)
@@ -685,7 +785,13 @@ def predict_manifest(
             ids = [p for p in dict.fromkeys(cohort.patient_ids) if p in table.index]
             clin = clinical_table(cohort.subset(ids))
             table = join_tables(table.loc[ids], clin[[c for c in clin.columns if c not in table.columns]])
-    return predict_table(
+    for var in imputed:
+        if f"clin:{var}" not in table.columns:
+            table[f"clin:{var}"] = np.nan
+    for msg in unit_warnings(bundle, table):
+        log.warning(msg)
+        warnings.append(msg)
+    preds = predict_table(
         bundle,
         table,
         settings,
@@ -694,3 +800,4 @@ def predict_manifest(
         rows=[c.row for c in cohort.cases],
         ood_factor=ood_factor,
     )
+    return ManifestPrediction(preds, table, imputed, warnings)
