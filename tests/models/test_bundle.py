@@ -190,7 +190,7 @@ def test_predict_from_manifest_computes_clinical_features(
 
 
 def test_compute_features_needs_recorded_stage_settings(bundles: dict[str, Path], tmp_path: Path) -> None:
-    from rccgrade.models.predict import compute_features_for_bundle
+    from rccgrade.models.predict_manifest import compute_features_for_bundle
 
     bundle = load_bundle(bundles["combined"])  # FEATURE_SETTINGS has no 'preprocess' entry
     with pytest.raises(ModelError, match="'preprocess' settings"):

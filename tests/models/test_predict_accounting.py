@@ -21,9 +21,9 @@ from rccgrade.models.predict import (
     OOD_RANGE_FACTOR,
     PREDICTION_COLUMNS,
     out_of_distribution,
-    predict_manifest,
     predict_table,
 )
+from rccgrade.models.predict_manifest import predict_manifest
 from rccgrade.models.split import train_test_ids
 
 CLIN_COLS = ["clin:age", "clin:size", "clin:sex"]

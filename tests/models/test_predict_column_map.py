@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rccgrade.cli import app
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.models.bundle import bundle_from_arms, load_bundle
-from rccgrade.models.predict import unit_warnings
+from rccgrade.models.predict_manifest import unit_warnings
 from rccgrade.models.split import train_test_ids
 
 

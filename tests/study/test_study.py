@@ -226,7 +226,8 @@ def test_external_validation_on_a_cohort_without_excretory_phase(
     # `rccgrade predict`'s own path (features recomputed from the bundle's settings; it needs all three phases)
     # gives the same radiomics-arm probabilities: arterial radiomics do not depend on the excretory phase
     from rccgrade.models.bundle import load_bundle
-    from rccgrade.models.predict import compute_features_for_bundle, predict_bundle
+    from rccgrade.models.predict import predict_bundle
+    from rccgrade.models.predict_manifest import compute_features_for_bundle
 
     bundle = load_bundle(first_run[0].run_dir / "bundles" / "radiomics")
     table, settings = compute_features_for_bundle(

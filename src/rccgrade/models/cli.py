@@ -22,9 +22,9 @@ from rccgrade.models.predict import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_OOD,
-    predict_manifest_with_features,
     predict_table,
 )
+from rccgrade.models.predict_manifest import predict_manifest_with_features
 
 
 def write_report(
