@@ -20,6 +20,7 @@ from rccgrade.study.context import StageRecord, StudyContext, log, need
 from rccgrade.study.methods_text import methods_paragraphs, summary_paragraphs
 from rccgrade.study.outputs import DeepOutput, ModelsOutput, PreprocessOutput, ReportOutput
 from rccgrade.study.report_blocks import (
+    FIGURE_CAPTIONS,
     _f,
     delong_blocks,
     features_blocks,
@@ -29,20 +30,6 @@ from rccgrade.study.report_blocks import (
     stability_block,
     table1_blocks,
 )
-
-FIGURE_CAPTIONS: dict[str, str] = {
-    "roc": "Receiver operating characteristic curves of every model in the training (out-of-fold predictions) and "
-    "test cohorts, with pointwise 95% bootstrap confidence bands; AUC (95% CI) in the legends. The diagonal is chance.",
-    "calibration": "Calibration of every model in the test (left) and training (right, out-of-fold) cohorts: observed "
-    "proportion of high-grade tumours against the predicted probability (LOWESS curves and quantile bins; "
-    "calibration intercept and slope in the legends). The diagonal is perfect calibration.",
-    "dca": "Decision curves in the test (left) and training (right) cohorts: net benefit of treating patients as "
-    "high grade when their predicted probability exceeds the threshold, against treating all and treating none.",
-    "nomogram": "Nomogram of the fused model: each predictor gives points; the total points map to the "
-    "probability of a high-grade (ISUP 3–4) tumour.",
-    "qc_sheet": "Preprocessing QC sheet: the selected slice of every case with its ROI outline (cases with a "
-    "registration fallback or failure are marked).",
-}
 
 
 def nomogram_caption(arm: str) -> str:
