@@ -4,6 +4,8 @@ Feature columns (the FeatureTable contract, :mod:`rccgrade.features.table`)::
 
     clin:<variable>            a clinical variable                 source "clinical"
     rad:<phase>:<feature>      a PyRadiomics feature of a phase    source "radiomics"
+    rad:<phase>@ring<N>mm:<f>  the same in a peritumoural ring     source "radiomics"
+    kin:<feature>              a kinetic (between-phase) feature   source "kinetic"
     deep:<roi>:fNNNN           pooled deep feature NNNN of an ROI  source "deep:<roi>"
 
 A **source** is a group of columns one per-source selection chain works on (``clinical``, ``radiomics``,
@@ -26,17 +28,18 @@ from rccgrade.safepath import ID_PATTERN, safe_filename
 
 CLINICAL = "clinical"
 RADIOMICS = "radiomics"
+KINETIC = "kinetic"
 DEEP = "deep"
 COMBINED = "combined"
 STACKED = "stacked"
 DEEP_ALL = "deep:*"
 
 #: Column prefix (before the first ``:``) of each source kind.
-PREFIX_OF_KIND: dict[str, str] = {CLINICAL: "clin", RADIOMICS: "rad", DEEP: "deep"}
+PREFIX_OF_KIND: dict[str, str] = {CLINICAL: "clin", RADIOMICS: "rad", KINETIC: "kin", DEEP: "deep"}
 #: Source kind of each column prefix.
 KIND_OF_PREFIX: dict[str, str] = {v: k for k, v in PREFIX_OF_KIND.items()}
 #: Single-source arms without an ROI → their column prefix.
-SINGLE_SOURCES: dict[str, str] = {CLINICAL: "clin:", RADIOMICS: "rad:"}
+SINGLE_SOURCES: dict[str, str] = {CLINICAL: "clin:", RADIOMICS: "rad:", KINETIC: "kin:"}
 #: Arms that fuse other arms or sources.
 FUSION_ARMS: tuple[str, ...] = (COMBINED, STACKED)
 
@@ -47,6 +50,7 @@ __all__ = [
     "DEEP_ALL",
     "FUSION_ARMS",
     "KIND_OF_PREFIX",
+    "KINETIC",
     "PREFIX_OF_KIND",
     "RADIOMICS",
     "SINGLE_SOURCES",
@@ -67,6 +71,7 @@ __all__ = [
     "expand_sources",
     "is_deep",
     "kinds_of_columns",
+    "kinetic_column",
     "radiomics_column",
     "radiomics_feature_class",
     "source_prefix",
@@ -81,9 +86,20 @@ def clinical_column(variable: str) -> str:
     return f"clin:{variable}"
 
 
-def radiomics_column(phase: str, feature: str) -> str:
-    """``arterial``, ``original_firstorder_Mean`` → ``rad:arterial:original_firstorder_Mean``."""
-    return f"rad:{phase}:{feature}"
+def radiomics_column(phase: str, feature: str, ring_mm: float | None = None) -> str:
+    """``arterial``, ``original_firstorder_Mean`` → ``rad:arterial:original_firstorder_Mean``.
+
+    With ``ring_mm`` (a peritumoural ring from the tumour border out to that many mm) the region joins the
+    phase: ``rad:arterial@ring5mm:original_firstorder_Mean`` (``2.5`` → ``ring2.5mm``).
+    """
+    if ring_mm is None:
+        return f"rad:{phase}:{feature}"
+    return f"rad:{phase}@ring{float(ring_mm):g}mm:{feature}"
+
+
+def kinetic_column(feature: str) -> str:
+    """``tumour_washout_mean`` → ``kin:tumour_washout_mean``."""
+    return f"kin:{feature}"
 
 
 def deep_column(roi: str, index: int) -> str:
@@ -92,19 +108,21 @@ def deep_column(roi: str, index: int) -> str:
 
 
 def column_kind(column: str) -> str:
-    """Source kind of a column (``clinical``, ``radiomics`` or ``deep``).
+    """Source kind of a column (``clinical``, ``radiomics``, ``kinetic`` or ``deep``).
 
     Raises:
         ConfigError: not a FeatureTable column name.
     """
     prefix, sep, _ = str(column).partition(":")
     if not sep or prefix not in KIND_OF_PREFIX:
-        raise ConfigError(f"{column!r} is not a feature column ('clin:…', 'rad:<phase>:…' or 'deep:<roi>:fNNNN')")
+        raise ConfigError(
+            f"{column!r} is not a feature column ('clin:…', 'rad:<phase>:…', 'kin:…' or 'deep:<roi>:fNNNN')"
+        )
     return KIND_OF_PREFIX[prefix]
 
 
 def column_source(column: str) -> str:
-    """Source of a column: ``clinical``, ``radiomics`` or ``deep:<roi>``."""
+    """Source of a column: ``clinical``, ``radiomics``, ``kinetic`` or ``deep:<roi>``."""
     kind = column_kind(column)
     if kind == DEEP:
         parts = column.split(":")
@@ -184,7 +202,7 @@ def source_prefix(source: str) -> str:
     if source.startswith("deep:") and source.count(":") == 1 and len(source) > 5:
         return source + ":"
     raise ConfigError(
-        f"unknown feature source {source!r}; use 'clinical', 'radiomics', 'deep:<roi>' or 'deep:*' "
+        f"unknown feature source {source!r}; use 'clinical', 'radiomics', 'kinetic', 'deep:<roi>' or 'deep:*' "
         "(models.arms / models.combined_sources)"
     )
 
@@ -202,7 +220,7 @@ def check_arm(arm: str, *, allow_wildcard: bool = True, fusion: bool = True) -> 
     roi = arm_roi(arm) if isinstance(arm, str) else None
     if roi is not None and ID_PATTERN.fullmatch(roi):
         return
-    allowed = "'clinical', 'radiomics', 'deep:<roi>'" + (", 'deep:*'" if allow_wildcard else "")
+    allowed = "'clinical', 'radiomics', 'kinetic', 'deep:<roi>'" + (", 'deep:*'" if allow_wildcard else "")
     allowed += ", 'combined', 'stacked'" if fusion else ""
     raise ConfigError(f"unknown arm {arm!r}; use {allowed} (an ROI name holds letters, digits, '.', '_', '-')")
 
