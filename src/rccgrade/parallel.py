@@ -10,6 +10,14 @@ Backends:
     * ``dask``: a Dask distributed ``Client`` to ``scheduler`` (an address such as
       ``tcp://10.0.0.5:8786``), or a ``LocalCluster`` with ``workers`` processes when no address
       is given. Scripts that start a LocalCluster need an ``if __name__ == "__main__":`` guard.
+
+A worker that dies (killed, out of memory, node lost) is not a failed case: the scheduler hands its
+running cases to other workers, up to ``worker_failures`` deaths per case (Dask's ``allowed-failures``,
+set on the scheduler the study uses, see :func:`_run_dask`). Case functions must therefore be safe to run
+twice: they write each output file atomically (:mod:`rccgrade.atomic`) and return the same value for the
+same input, so a re-run on another worker leaves the same files and numbers. ``retries`` on submit is 0 on
+purpose: a case's own errors are caught in the worker and reported, and re-running a deterministic
+failure would only repeat it.
 """
 
 from __future__ import annotations
@@ -43,7 +51,10 @@ class ParallelSettings(BaseModel):
         backend: ``serial``, ``processes`` (default) or ``dask``.
         workers: Number of worker processes; ``0`` means all cores.
         scheduler: Address of an existing Dask scheduler (implies ``backend="dask"``).
-        threads_per_worker: Threads each worker may use for numerical libraries.
+        threads_per_worker: Threads each worker may use for numerical libraries (applied before every case,
+            also on Dask workers that join later, so numbers do not depend on which worker ran a case).
+        worker_failures: Dask only: how many workers may die while running the same case before that case is
+            given up as failed (the scheduler's ``allowed-failures``); ``0`` gives up at the first death.
 
     Unknown keys are errors (a typo such as ``worker: 4`` is reported, not silently ignored).
     """
@@ -54,6 +65,7 @@ class ParallelSettings(BaseModel):
     workers: int = Field(0, ge=0)
     scheduler: str | None = None
     threads_per_worker: int = Field(1, ge=1)
+    worker_failures: int = Field(3, ge=0)
 
     def resolved_workers(self) -> int:
         """Worker count with ``0`` replaced by the number of usable cores."""
@@ -89,6 +101,12 @@ def _call(fn: Callable[[T], R], key: str, item: T) -> Outcome[R]:
             error=f"{type(exc).__name__}: {exc}",
             detail=traceback.format_exc(),
         )
+
+
+def _call_on_worker(threads: int, fn: Callable[[T], R], key: str, item: T) -> Outcome[R]:
+    """:func:`_call` after limiting threads (Dask workers: every case, whichever worker runs it)."""
+    _init_worker(threads)
+    return _call(fn, key, item)
 
 
 def _init_worker(threads: int) -> None:
@@ -190,6 +208,8 @@ def _run_dask(
     progress: ProgressCallback | None,
 ) -> list[Outcome[R]]:
     try:
+        import dask
+
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - dask is a core dependency
         raise ConfigError("the dask backend needs 'dask[distributed]' installed") from exc
@@ -202,18 +222,20 @@ def _run_dask(
                 f"cannot reach the Dask scheduler at {settings.scheduler}: {exc}. "
                 "Start one with 'dask scheduler' or drop --scheduler."
             ) from exc
+        _set_allowed_failures(client, settings.worker_failures)
     else:
-        cluster = LocalCluster(
-            n_workers=settings.resolved_workers(),
-            threads_per_worker=settings.threads_per_worker,
-            processes=True,
-            dashboard_address=None,
-        )
+        with dask.config.set({"distributed.scheduler.allowed-failures": settings.worker_failures}):
+            cluster = LocalCluster(
+                n_workers=settings.resolved_workers(),
+                threads_per_worker=settings.threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+            )
         client = Client(cluster)
     try:
-        client.run(_init_worker, settings.threads_per_worker)
+        threads = settings.threads_per_worker
         futures = [
-            client.submit(_call, fn, key, item, key=f"rccgrade-{i}-{key}", pure=False)
+            client.submit(_call_on_worker, threads, fn, key, item, key=f"rccgrade-{i}-{key}", pure=False, retries=0)
             for i, (key, item) in enumerate(zip(keys, items, strict=True))
         ]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -222,8 +244,16 @@ def _run_dask(
             i = index[fut.key]
             try:
                 results[i] = fut.result()
-            except Exception as exc:  # noqa: BLE001
-                results[i] = Outcome(key=keys[i], ok=False, error=f"dask worker failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after worker_failures deaths
+                results[i] = Outcome(
+                    key=keys[i],
+                    ok=False,
+                    error=f"dask worker failed: {type(exc).__name__}: {exc} (workers running this case died "
+                    f"{settings.worker_failures + 1} times; check worker memory and logs, or raise "
+                    "parallel.worker_failures)",
+                )
+            # Released, so a worker dying later does not make the scheduler recompute a case already gathered.
+            fut.release()
             if progress:
                 progress(n, len(items))
         return [r for r in results if r is not None]
@@ -231,6 +261,32 @@ def _run_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _set_allowed_failures(client: Any, n: int) -> None:
+    """Set the scheduler's ``allowed-failures`` to ``n`` (the study's policy, whatever the scheduler was started with).
+
+    The function is defined locally so it travels by value: the scheduler needs no rccgrade installed.
+    """
+
+    def apply(dask_scheduler: Any = None) -> int:
+        old = dask_scheduler.allowed_failures
+        dask_scheduler.allowed_failures = n
+        return int(old)
+
+    try:
+        old = client.run_on_scheduler(apply)
+    except Exception as exc:  # noqa: BLE001 - a locked-down scheduler keeps its own setting
+        log.warning(
+            "could not set allowed-failures=%d on the Dask scheduler (%s); it keeps its own setting "
+            "(start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=%d)",
+            n,
+            exc,
+            n,
+        )
+        return
+    if old != n:
+        log.info("Dask scheduler allowed-failures: %d → %d (parallel.worker_failures)", old, n)
 
 
 def failures_table(outcomes: Iterable[Outcome[Any]]) -> list[dict[str, str]]:

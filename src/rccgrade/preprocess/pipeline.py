@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from rccgrade.atomic import save_npy_atomic, write_atomic, write_image_atomic, write_text_atomic
 from rccgrade.cache import file_checksum, stable_hash
 from rccgrade.cohort.types import Case, Cohort
 from rccgrade.errors import ImageError, PreprocessError
@@ -332,11 +333,11 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
             log.warning("patient %s: registration of %s %s, identity kept (%s)", pid, phase, res.status, res.message)
         tx = res.kept_transform() if res.status != "skipped" else sitk.Euler3DTransform()
         aligned[phase] = resample_to(moving, fixed_f, tx, settings.pad_value_hu)
-        sitk.WriteTransform(tx, str(reg_dir / f"{phase}.tfm"))
+        write_atomic(reg_dir / f"{phase}.tfm", lambda tmp, tx=tx: sitk.WriteTransform(tx, str(tmp)))
         reg_results.append(res)
     for phase, img in aligned.items():
-        sitk.WriteImage(_hu_int16(img), str(reg_dir / f"{phase}.nii.gz"), useCompression=True, compressionLevel=1)
-    sitk.WriteImage(mask, str(reg_dir / "mask.nii.gz"), useCompression=True, compressionLevel=1)
+        write_image_atomic(_hu_int16(img), reg_dir / f"{phase}.nii.gz")
+    write_image_atomic(mask, reg_dir / "mask.nii.gz")
 
     # crop around the tumour (every ROI and the QC context fit), then resample in-plane
     context_mm = 30.0
@@ -370,7 +371,7 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
     for roi, arr in images.arrays.items():
         path = slice_path(out_dir, roi, pid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, arr)
+        save_npy_atomic(path, arr)
         index_rows.append(
             {
                 "patient_id": pid,
@@ -414,7 +415,7 @@ def _process_case_inner(job: _Job) -> dict[str, Any]:
         "registration": [_reg_row(pid, r) for r in reg_results],
     }
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(result, indent=1, default=_json_default))
+    write_text_atomic(cache_file, json.dumps(result, indent=1, default=_json_default))
     return result
 
 
