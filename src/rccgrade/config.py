@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rccgrade.cluster import ClusterSettings
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.errors import ConfigError
@@ -37,6 +38,8 @@ class StudyConfig(BaseModel):
         runs_dir: Parent folder of run folders (relative paths: to the config file's folder).
         seed: Master seed; every random step derives its generator from it.
         synth: When set and ``cohort.manifest`` is missing, a synthetic cohort is generated.
+        cluster: Where per-case work runs: this machine (``local``), an existing Dask scheduler, or a
+            SLURM/PBS/SGE/Kubernetes cluster the study starts (:mod:`rccgrade.cluster`, docs/cluster.md).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +50,7 @@ class StudyConfig(BaseModel):
     cohort: CohortSettings = CohortSettings()
     synth: SynthSettings | None = None
     parallel: ParallelSettings = ParallelSettings()
+    cluster: ClusterSettings = ClusterSettings()
     preprocess: PreprocessSettings = PreprocessSettings()
     radiomics: RadiomicsSettings = RadiomicsSettings()
     deep: DeepSettings = DeepSettings()

@@ -209,7 +209,6 @@ def _run_dask(
 ) -> list[Outcome[R]]:
     try:
         import dask
-
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - dask is a core dependency
         raise ConfigError("the dask backend needs 'dask[distributed]' installed") from exc

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rccgrade.cluster import open_cluster
 from rccgrade.config import StudyConfig, dump_config
 from rccgrade.errors import ConfigError, RccgradeError
 from rccgrade.safepath import child_path
@@ -211,7 +212,9 @@ def run_study(
     Args:
         config: The validated study configuration (``load_config``).
         observer: Receives progress events (the CLI's rich display); default: none.
-        scheduler: Dask scheduler address for the per-case stages (overrides ``parallel.scheduler``).
+        scheduler: Dask scheduler address for the per-case stages (overrides ``parallel.scheduler`` and the
+            ``cluster:`` section). A ``cluster:`` of kind slurm/pbs/sge/kubernetes is started once the run folder
+            is locked and closed (its jobs cancelled) when the study ends (:func:`rccgrade.cluster.open_cluster`).
         fallback_weights: Deep weights to use when ImageNet weights cannot be obtained (e.g. ``none`` for
             the offline demo); the report then carries a warning banner. None: such a run fails with the
             deep stage's message saying where to put the weights file.
@@ -234,11 +237,8 @@ def run_study(
     check_order(pipeline)
     forced = forced_stages(force, [s.name for s in pipeline])
     check_config(config)
-    parallel = config.parallel
-    if scheduler:
-        parallel = parallel.model_copy(update={"scheduler": scheduler, "backend": "dask"})
     run_dir = prepare_run_dir(config)
-    with run_lock(run_dir, wait_s=lock_wait_s):
+    with run_lock(run_dir, wait_s=lock_wait_s), open_cluster(config.cluster, config.parallel, scheduler) as parallel:
         dump_config(config, run_dir / "config.yaml")
         handler = logging.FileHandler(run_dir / "study.log", mode="w", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

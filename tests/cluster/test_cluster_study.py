@@ -58,6 +58,7 @@ def _study_config(manifest: Path, runs_dir: Path, parallel: dict[str, Any]) -> d
             "cv_folds": 3,
             "nested_oof": False,
             "selection": {"lasso_cs": 4, "lasso_cv": 3},
+            "param_grids": {"logistic": {"C": [1.0]}},
         },
         "evaluation": {"roc_band_bootstrap": 0, "n_bootstrap": 100},
         "report": {"enabled": False},
