@@ -105,7 +105,8 @@ def test_device_and_batch_size() -> None:
     assert resolve_batch_size(DeepSettings(batch_size=5), cpu) == 5
     assert resolve_batch_size(DeepSettings(batch_size=1), cpu) == 1
     assert resolve_batch_size(DeepSettings(batch_size=0), cpu) == 16
-    assert resolve_batch_size(DeepSettings(batch_size=0), torch.device("cuda")) == 128
+    # fine-tuning keeps a fixed CUDA default (the batch shapes the optimisation); inference sizes it from memory
+    assert resolve_batch_size(DeepSettings(batch_size=0), torch.device("cuda"), training=True) == 128
 
 
 def test_torch_runtime_applies_and_restores() -> None:

@@ -92,11 +92,94 @@ def resolve_device(settings: DeepSettings) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_batch_size(settings: DeepSettings, device: torch.device) -> int:
-    """The configured batch size, or 16 on CPU / 128 on CUDA when ``batch_size`` is 0."""
+def resolve_batch_size(settings: DeepSettings, device: torch.device, *, training: bool = False) -> int:
+    """The configured batch size; when ``batch_size`` is 0: 16 on CPU, on CUDA from the free GPU memory.
+
+    Fine-tuning (``training``) keeps a fixed default (16 on CPU, 128 on CUDA): there the batch size shapes the
+    optimisation, so it must not follow whatever memory happens to be free.
+
+    On CUDA the batch is :func:`batch_size_from_memory` of ``torch.cuda.mem_get_info`` and
+    :func:`per_image_bytes` at the forward's precision (:func:`autocast_dtype`). An estimate that is still too
+    large is caught by the forward, which halves the batch on an out-of-memory error.
+    """
     if settings.batch_size > 0:
         return settings.batch_size
-    return 128 if device.type == "cuda" else 16
+    if device.type != "cuda":
+        return 16
+    if training:
+        return 128
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    dtype = autocast_dtype(settings, device)
+    element = 4 if dtype is None else 2
+    return batch_size_from_memory(free, per_image_bytes(settings.arch, settings.input_size, element))
+
+
+def per_image_bytes(arch: str, input_size: int, element_bytes: int = 4) -> int:
+    """Upper bound of one image's activation memory in a forward pass of the bottleneck ResNet ``arch``, in bytes.
+
+    Counts the main-path activations as if all were alive at once — stem (conv, BN, ReLU outputs at
+    ``input_size / 2``) and, per bottleneck block, the conv/BN/ReLU outputs of its three convolutions (``w, w, 4w``
+    channels) at the stage's resolution ``input_size / 2**(stage + 2)`` — and doubles them for what that count
+    leaves out (shortcut projections, first blocks working at the previous resolution, allocator slack); times
+    ``element_bytes`` (4 float32, 2 bf16/fp16). The summed output of every layer of a real forward is 1.2–1.5×
+    the main-path count (tests/deep/test_amp.py), and inference frees activations as it goes, so the real peak
+    is far lower: the bound keeps the batch safe without measuring the GPU.
+    """
+    from rccgrade.deep.backbone import _ARCHS
+
+    spec = _ARCHS[arch]
+    side = input_size / 2
+    elements = 3 * spec["block_inplanes"][0] * side * side
+    for stage, (blocks, width) in enumerate(zip(spec["layers"], spec["block_inplanes"], strict=True)):
+        s = input_size / 2 ** (stage + 2)
+        elements += blocks * 3 * (width + width + 4 * width) * s * s
+    return math.ceil(2 * elements * element_bytes)
+
+
+def batch_size_from_memory(
+    free_bytes: int, image_bytes: int, *, reserve: float = 0.2, maximum: int = 512, minimum: int = 1
+) -> int:
+    """Largest batch whose images fit in ``free_bytes`` less a ``reserve`` share, within ``[minimum, maximum]``.
+
+    Args:
+        free_bytes: Free device memory (``torch.cuda.mem_get_info()[0]``), bytes.
+        image_bytes: Memory one image needs (:func:`per_image_bytes`), bytes; must be positive.
+        reserve: Share of the free memory left for the weights, the allocator and other processes.
+        maximum: Cap (larger batches stop paying off and delay progress updates).
+        minimum: Floor (one image is always tried; the forward halves no further than 1).
+
+    Returns:
+        ``clip(floor(free_bytes · (1 − reserve) / image_bytes), minimum, maximum)``.
+    """
+    if image_bytes <= 0:
+        raise ValueError(f"image_bytes must be positive, got {image_bytes}")
+    if not 0 <= reserve < 1:
+        raise ValueError(f"reserve must be in [0, 1), got {reserve}")
+    fits = int(max(free_bytes, 0) * (1.0 - reserve) // image_bytes)
+    return max(minimum, min(maximum, fits))
+
+
+def autocast_dtype(settings: DeepSettings, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the forward passes, or None for plain float32 (see ``DeepSettings.amp``)."""
+    import torch
+
+    if settings.amp == "off" or (settings.amp == "auto" and device.type != "cuda"):
+        return None
+    if settings.amp == "auto":
+        return torch.float16  # the precision that keeps features within ~1e-3 of float32 (DeepSettings.amp)
+    return torch.bfloat16 if settings.amp == "bf16" else torch.float16
+
+
+def precision(settings: DeepSettings, device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """``torch.autocast`` at :func:`autocast_dtype`, or a no-op context for float32."""
+    dtype = autocast_dtype(settings, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextlib.contextmanager

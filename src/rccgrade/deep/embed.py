@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rccgrade.deep.backbone import pooled_features
-from rccgrade.deep.data import prepare_batch
+from rccgrade.deep.data import precision, prepare_batch
 from rccgrade.deep.settings import DeepSettings
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ def embed_slices(
     """Pooled features (and optionally head logits) of slice images ``(N, 3, H, W)`` in [0, 1].
 
     Runs in ``torch.inference_mode`` with the model in eval mode (batch-norm running statistics), so each
-    slice's output does not depend on the other slices in its batch. On a GPU that runs out of memory the
-    batch is halved and retried.
+    slice's output does not depend on the other slices in its batch. Under automatic mixed precision
+    (``settings.amp``; on CUDA by default, never on the CPU unless asked) the forward runs in bfloat16/float16 and
+    the features are returned as float32. On a GPU that runs out of memory the batch is halved and retried.
 
     Returns:
         ``(N, feature_dim)`` float32 features and, when ``with_logits``, ``(N, outputs)`` float32 logits.
@@ -55,8 +56,9 @@ def embed_slices(
                 x = prepare_batch(
                     slices[start : start + batch_size], mean, std, settings.input_size, device, settings.channels_last
                 )
-                f = pooled_features(model, x)
-                out = model.fc(f).float().cpu().numpy() if with_logits else None
+                with precision(settings, device):
+                    f = pooled_features(model, x)
+                    out = model.fc(f).float().cpu().numpy() if with_logits else None
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:
                     raise

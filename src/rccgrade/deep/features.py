@@ -24,6 +24,7 @@ from rccgrade.cache import stable_hash
 from rccgrade.deep.backbone import feature_dim
 from rccgrade.deep.data import (
     array_checksum,
+    autocast_dtype,
     mean_by_owner,
     resolve_batch_size,
     resolve_device,
@@ -112,7 +113,7 @@ def _valid_cases(images: Mapping[str, np.ndarray], roi: str, failures: list[dict
 
 
 def _settings_key(settings: DeepSettings, info: WeightsInfo, device: torch.device, *extra: Any) -> str:
-    relevant = settings.model_dump(mode="json", exclude={"rois", "threads", "weights"})
+    relevant = settings.model_dump(mode="json", exclude={"rois", "threads", "weights", "amp"})
     if settings.mode == "frozen":
         for name in (
             "epochs",
@@ -129,7 +130,10 @@ def _settings_key(settings: DeepSettings, info: WeightsInfo, device: torch.devic
             "intensity",
         ):
             relevant.pop(name, None)
-    return stable_hash("rccgrade.deep", relevant, info.source, info.sha256, device.type, *extra)
+    # the precision the forward runs at, not the amp setting: float32 keeps the keys (and caches) of before AMP
+    dtype = autocast_dtype(settings, device)
+    amp = () if dtype is None else (f"autocast-{str(dtype).removeprefix('torch.')}",)
+    return stable_hash("rccgrade.deep", relevant, info.source, info.sha256, device.type, *amp, *extra)
 
 
 def _frozen_roi(
@@ -240,6 +244,7 @@ def extract_deep_features(
             "random_init": info.random_init,
             "warnings": list(info.warnings),
             "device": str(device),
+            "precision": str(autocast_dtype(settings, device) or "torch.float32").removeprefix("torch."),
             "seed": seed,
         }
         tables: list[pd.DataFrame] = []

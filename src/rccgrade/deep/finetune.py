@@ -30,7 +30,9 @@ from sklearn.model_selection import StratifiedKFold
 from rccgrade.deep.backbone import build_resnet, feature_dim, replace_head
 from rccgrade.deep.data import (
     augment_batch,
+    autocast_dtype,
     mean_by_owner,
+    precision,
     prepare_batch,
     resolve_batch_size,
     resolve_device,
@@ -107,7 +109,7 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
             raise ModelError("fine-tuning needs labels 0/1 with both classes among the training patients")
         y_arr = y_arr.astype(np.int64)
         device = resolve_device(settings)
-        batch = resolve_batch_size(settings, device)
+        batch = resolve_batch_size(settings, device, training=True)
         model, info = load_backbone(settings, seed=self.seed, hub_dir=self.hub_dir)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -143,6 +145,8 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
         steps_per_epoch = max(1, n // batch + (1 if n % batch > 1 else 0))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(self.seed)
+        # float16 gradients underflow without loss scaling; bfloat16 and float32 need none (the scaler is a no-op)
+        scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(settings, device) == torch.float16)
 
         history: list[dict[str, float]] = []
         best_loss = float("inf")
@@ -163,9 +167,11 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
                 xb = prepare_batch(xb, info.mean, info.std, settings.input_size, device, settings.channels_last)
                 yb = torch.as_tensor(y_fit[idx], device=device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb).squeeze(1), yb)
-                loss.backward()
-                opt.step()
+                with precision(settings, device):
+                    loss = loss_fn(model(xb).squeeze(1).float(), yb)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
@@ -220,7 +226,8 @@ class CNNFineTuner(BaseEstimator, ClassifierMixin):
                     settings.channels_last,
                 )
                 yb = torch.as_tensor(y_val[start : start + batch], device=device)
-                total += float(loss_fn(model(xb).squeeze(1), yb)) * len(yb)
+                with precision(settings, device):
+                    total += float(loss_fn(model(xb).squeeze(1).float(), yb)) * len(yb)
         return total / len(x_val)
 
     def _embed(self, X: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
