@@ -137,6 +137,9 @@ class Cluster:
             time.sleep(0.1)
         with Client(self.address, timeout="30s") as client:
             client.wait_for_workers(n, timeout=START_TIMEOUT_S)
+            # every worker imports this checkout's rccgrade (PYTHONPATH passed through the environment)
+            where = client.run(lambda: __import__("rccgrade").__file__)
+            assert set(where.values()) == {str(ROOT / "src" / "rccgrade" / "__init__.py")}, where
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
