@@ -14,8 +14,9 @@ processes together, per stage.
 
 Per stage it records wall seconds, CPU seconds (this process and its finished worker processes: user +
 system, from ``os.times``), peak RSS, and the one-minute load average at its start and end (on a shared
-machine wall time says little without it). ``--profile`` runs serially under cProfile and keeps each
-stage's top functions; a linear fit ``seconds = a + b·N`` per stage (wall and CPU) over the sizes run and
+machine wall time says little without it). ``--profile`` runs each stage under cProfile and keeps its top
+functions (with ``--workers 1`` everything runs serially in this process and is profiled; with more workers
+only this process's share is); a linear fit ``seconds = a + b·N`` per stage (wall and CPU) over the sizes run and
 its projection to N = 496 are added.
 
 Writes ``bench/results/study_<size>.json`` (or ``--out``) with the machine it ran on.
@@ -139,9 +140,13 @@ def _observer(sampler: RssSampler, meter: StageMeter) -> Any:
 
         def stage_finished(self, record: Any) -> None:
             meter.stop(record.name)
+            if meter.profiles.get(record.name):
+                print("\n".join("      " + line for line in meter.profiles[record.name][:8]), flush=True)
             cpu = meter.cpu.get(record.name, float("nan"))
             print(
-                f"  {record.name:<10} {record.status:<7} {record.seconds:8.1f} s  cpu {cpu:8.1f} s  {record.detail}",
+                f"  {record.name:<10} {record.status:<7} {record.seconds:8.1f} s  cpu {cpu:8.1f} s  "
+                f"rss {sampler.peaks.get(record.name, float('nan')):7.0f} MiB  load {meter.load[record.name]}  "
+                f"{record.detail}",
                 flush=True,
             )
 
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=224, help="slice image side (px)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-study", help="work folder (deleted first)")
     ap.add_argument("--cohort", type=Path, default=None, help="reuse this synthetic cohort's manifest.csv (≥ max N)")
-    ap.add_argument("--profile", action="store_true", help="run serially under cProfile; keep top functions")
+    ap.add_argument("--profile", action="store_true", help="profile each stage (cProfile) and keep its top functions")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/study_<size>.json)")
     args = ap.parse_args(argv)
     out = args.out or ROOT / "bench" / "results" / f"study_{args.size}.json"
@@ -252,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = bench_config(
             sub, args.work / "runs", f"n{n}", args.workers, args.stability, args.image_size, args.radiomics_params
         )
-        if args.profile:
+        if args.workers == 1:
             cfg = cfg.model_copy(update={"parallel": ParallelSettings(backend="serial", workers=1)})
         print(f"study N = {n}", flush=True)
         meter = StageMeter(args.profile)
@@ -306,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "fits_in_n": fits(results),
         "cohort": str(manifest) if args.cohort is not None else "generated (seed 0)",
-        "profiled_serially": args.profile,
+        "profiled": args.profile,
+        "profiled_serially": args.profile and args.workers == 1,
         "machine": platform_info(),
         "packages": {
             k: v
