@@ -10,6 +10,14 @@ processes together, per stage.
     python bench/study.py                              # N = 100, 200, 496, realistic images (hours on 2 cores)
     python bench/study.py --sizes 20 --size small --stability 0 \
         --radiomics-params configs/radiomics_demo.yaml --out bench/results/study_smoke_n20.json   # smoke run
+    python bench/study.py --sizes 25 50 --cohort /work/cohort/manifest.csv --profile   # reuse a cohort, profile
+
+Per stage it records wall seconds, CPU seconds (this process and its finished worker processes: user +
+system, from ``os.times``), peak RSS, and the one-minute load average at its start and end (on a shared
+machine wall time says little without it). ``--profile`` runs each stage under cProfile and keeps its top
+functions (with ``--workers 1`` everything runs serially in this process and is profiled; with more workers
+only this process's share is); a linear fit ``seconds = a + b·N`` per stage (wall and CPU) over the sizes run and
+its projection to N = 496 are added.
 
 Writes ``bench/results/study_<size>.json`` (or ``--out``) with the machine it ran on.
 """
@@ -17,7 +25,11 @@ Writes ``bench/results/study_<size>.json`` (or ``--out``) with the machine it ra
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import os
+import pstats
 import shutil
 import sys
 import threading
@@ -72,18 +84,106 @@ class RssSampler:
         self._thread.join()
 
 
-def _observer(sampler: RssSampler) -> Any:
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have finished."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _profile_summary(profile: cProfile.Profile, top: int = 15) -> list[str]:
+    """The ``top`` functions by cumulative time, one line each (calls, cumulative s, own s, function)."""
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
+    out = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in rows[:top]:
+        where = f"{Path(file).name}:{line}" if line else file
+        out.append(f"{nc:>7} calls  {ct:8.2f} s cum  {tt:8.2f} s own  {func} ({where})")
+    return out
+
+
+class StageMeter:
+    """Per stage: CPU seconds, load average at start and end, and (optionally) a cProfile summary."""
+
+    def __init__(self, profile: bool) -> None:
+        self.profile = profile
+        self.cpu: dict[str, float] = {}
+        self.load: dict[str, tuple[float, float]] = {}
+        self.profiles: dict[str, list[str]] = {}
+        self._cpu0 = 0.0
+        self._load0 = 0.0
+        self._prof: cProfile.Profile | None = None
+
+    def start(self, name: str) -> None:
+        self._cpu0 = _cpu_seconds()
+        self._load0 = os.getloadavg()[0]
+        if self.profile:
+            self._prof = cProfile.Profile()
+            self._prof.enable()
+
+    def stop(self, name: str) -> None:
+        if self._prof is not None:
+            self._prof.disable()
+            self.profiles[name] = _profile_summary(self._prof)
+            self._prof = None
+        self.cpu[name] = _cpu_seconds() - self._cpu0
+        self.load[name] = (round(self._load0, 2), round(os.getloadavg()[0], 2))
+
+
+def _observer(sampler: RssSampler, meter: StageMeter) -> Any:
     from rccgrade.study import StudyObserver
 
     class Obs(StudyObserver):
         def stage_started(self, name: str, description: str) -> None:
             sampler.current = name
+            meter.start(name)
             print(f"  {name} …", flush=True)
 
         def stage_finished(self, record: Any) -> None:
-            print(f"  {record.name:<10} {record.status:<7} {record.seconds:8.1f} s  {record.detail}", flush=True)
+            meter.stop(record.name)
+            if meter.profiles.get(record.name):
+                print("\n".join("      " + line for line in meter.profiles[record.name][:8]), flush=True)
+            cpu = meter.cpu.get(record.name, float("nan"))
+            print(
+                f"  {record.name:<10} {record.status:<7} {record.seconds:8.1f} s  cpu {cpu:8.1f} s  "
+                f"rss {sampler.peaks.get(record.name, float('nan')):7.0f} MiB  load {meter.load[record.name]}  "
+                f"{record.detail}",
+                flush=True,
+            )
 
     return Obs()
+
+
+def linear_fit(ns: list[int], values: list[float], at: int = 496) -> dict[str, float] | None:
+    """Least-squares ``value = a + b·N`` over the sizes run and its value at ``at``; None with < 2 sizes.
+
+    With exactly two sizes the line passes through both points (no residual to judge the fit by).
+    """
+    import numpy as np
+
+    if len(set(ns)) < 2:
+        return None
+    b, a = np.polyfit(np.asarray(ns, dtype=float), np.asarray(values, dtype=float), 1)
+    return {"intercept": round(float(a), 3), "per_case": round(float(b), 4), f"at_{at}": round(float(a + b * at), 1)}
+
+
+def fits(results: list[dict[str, Any]], at: int = 496) -> dict[str, Any]:
+    """Per stage, the linear fits of wall and CPU seconds and of peak RSS (MiB) in N, projected to ``at``."""
+    ns = [r["n"] for r in results]
+    names = [s["name"] for s in results[0]["stages"]] if results else []
+    out: dict[str, Any] = {}
+    for name in names:
+        rows = [next((s for s in r["stages"] if s["name"] == name), None) for r in results]
+        if any(row is None for row in rows):
+            continue
+        entry: dict[str, Any] = {}
+        for key in ("seconds", "cpu_seconds", "peak_rss_mib"):
+            vals = [row[key] for row in rows]  # type: ignore[index]
+            if all(v is not None for v in vals):
+                entry[key] = linear_fit(ns, vals, at)
+        out[name] = entry
+    total = {key: linear_fit(ns, [r[key] for r in results], at) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+    out["total"] = total
+    return out
 
 
 def bench_config(
@@ -127,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--radiomics-params", default=None, help="radiomics params file (default: paper's ct_default)")
     ap.add_argument("--image-size", type=int, default=224, help="slice image side (px)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-study", help="work folder (deleted first)")
+    ap.add_argument("--cohort", type=Path, default=None, help="reuse this synthetic cohort's manifest.csv (≥ max N)")
+    ap.add_argument("--profile", action="store_true", help="profile each stage (cProfile) and keep its top functions")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/study_<size>.json)")
     args = ap.parse_args(argv)
     out = args.out or ROOT / "bench" / "results" / f"study_{args.size}.json"
@@ -135,13 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True)
 
     n_max = max(args.sizes)
-    print(f"generating {n_max} synthetic patients ({args.size}) …", flush=True)
     t0 = time.perf_counter()
-    manifest = write_cohort(
-        args.work / "cohort", n=n_max, seed=0, size=args.size, parallel=ParallelSettings(workers=args.workers)
-    )
-    synth_s = time.perf_counter() - t0
+    if args.cohort is not None:
+        manifest = args.cohort.resolve()
+        synth_s = float("nan")
+    else:
+        print(f"generating {n_max} synthetic patients ({args.size}) …", flush=True)
+        manifest = write_cohort(
+            args.work / "cohort", n=n_max, seed=0, size=args.size, parallel=ParallelSettings(workers=args.workers)
+        )
+        synth_s = time.perf_counter() - t0
     full = pd.read_csv(manifest, dtype=str)
+    if len(full) < n_max:
+        raise SystemExit(f"{manifest} has {len(full)} patients, fewer than N = {n_max}")
     results: list[dict[str, Any]] = []
     for n in sorted(args.sizes):
         sub = manifest.parent / f"manifest_{n}.csv"
@@ -149,24 +257,36 @@ def main(argv: list[str] | None = None) -> int:
         cfg = bench_config(
             sub, args.work / "runs", f"n{n}", args.workers, args.stability, args.image_size, args.radiomics_params
         )
+        if args.workers == 1:
+            cfg = cfg.model_copy(update={"parallel": ParallelSettings(backend="serial", workers=1)})
         print(f"study N = {n}", flush=True)
+        meter = StageMeter(args.profile)
         with RssSampler() as sampler:
             t1 = time.perf_counter()
-            res = run_study(cfg, observer=_observer(sampler), fallback_weights="none")
+            c1 = _cpu_seconds()
+            load0 = os.getloadavg()[0]
+            res = run_study(cfg, observer=_observer(sampler, meter), fallback_weights="none")
             wall = time.perf_counter() - t1
+            cpu = _cpu_seconds() - c1
         metrics = res.metrics.get("arms", {})
         results.append(
             {
                 "n": n,
                 "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2),
+                "loadavg_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
                 "stages": [
                     {
                         "name": r.name,
                         "status": r.status,
                         "seconds": round(r.seconds, 2),
                         "seconds_per_case": round(r.seconds / n, 3),
+                        "cpu_seconds": round(meter.cpu[r.name], 2) if r.name in meter.cpu else None,
+                        "cpu_seconds_per_case": round(meter.cpu[r.name] / n, 3) if r.name in meter.cpu else None,
+                        "loadavg_1min_start_end": list(meter.load.get(r.name, ())),
                         "peak_rss_mib": round(sampler.peaks[r.name], 1) if r.name in sampler.peaks else None,
                         "n_failures": r.n_failures,
+                        "profile_top": meter.profiles.get(r.name, []),
                     }
                     for r in res.records
                 ],
@@ -180,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "study",
         "description": "whole study end to end (configs/paper.yaml settings) on a synthetic cohort, fresh run folders",
         "image_size": args.size,
-        "synth_seconds": round(synth_s, 2),
-        "synth_seconds_per_case": round(synth_s / n_max, 3),
+        "synth_seconds": None if args.cohort is not None else round(synth_s, 2),
+        "synth_seconds_per_case": None if args.cohort is not None else round(synth_s / n_max, 3),
         "settings": {
             "workers": args.workers,
             "stability_perturbations": args.stability,
@@ -189,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             "radiomics_params": args.radiomics_params or "ct_default",
         },
         "results": results,
+        "fits_in_n": fits(results),
+        "cohort": str(manifest) if args.cohort is not None else "generated (seed 0)",
+        "profiled": args.profile,
+        "profiled_serially": args.profile and args.workers == 1,
         "machine": platform_info(),
         "packages": {
             k: v

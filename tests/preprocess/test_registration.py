@@ -72,9 +72,10 @@ def test_moved_but_not_improved_enough_falls_back_to_identity_with_flag() -> Non
 def test_unrelated_image_kept_only_with_a_better_metric() -> None:
     """Without a required improvement, a move on noise is kept exactly when it lowers the metric."""
     fixed, mask = phantom("arterial")
-    res = register_phase(
-        fixed, _noise_like(fixed, 0), metric_region(fixed, mask, 20.0), RegistrationSettings(iterations=30)
-    )
+    # the metric on the image's own grid (eval_spacing_mm=0): this noise case was chosen on that grid, where
+    # the optimiser's move lowers it; on the default 2 mm grid the same move is "unchanged" (< 2 mm, no better)
+    settings = RegistrationSettings(iterations=30, eval_spacing_mm=0.0)
+    res = register_phase(fixed, _noise_like(fixed, 0), metric_region(fixed, mask, 20.0), settings)
     assert res.status == "registered", res.message
     assert res.metric_after < res.metric_before
     assert res.kept_parameters == res.parameters
