@@ -21,7 +21,7 @@ and for each chosen PyRadiomics feature ``f`` of the per-phase extraction (first
 
 Tumour-to-cortex and tumour-to-aorta ratios are left out on purpose: finding the renal cortex and the aorta
 automatically needs a segmentation rccgrade does not have, and a wrongly chosen reference (a vessel for the
-cortex, the IVC for the aorta) would give a confident but wrong ratio (docs/architecture.md, *Radiomics*).
+cortex, the IVC for the aorta) would give a confident but wrong ratio (docs/radiomics.md).
 """
 
 from __future__ import annotations
