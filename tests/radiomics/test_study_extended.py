@@ -90,5 +90,5 @@ def test_every_phase_ring_and_kinetic_column_reaches_the_models(run: tuple[Any, 
 def test_kinetic_arm_without_kinetic_features_is_refused(tmp_path: Path) -> None:
     from rccgrade.study.preflight import check_config
 
-    with pytest.raises(ConfigError, match="kinetic.enabled"):
+    with pytest.raises(ConfigError, match=r"kinetic\.enabled"):
         check_config(_config(tmp_path, kinetic={"enabled": False}))
