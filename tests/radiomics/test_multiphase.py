@@ -162,3 +162,18 @@ def test_kinetic_settings_validation() -> None:
     with pytest.raises(ValueError, match="low < high"):
         RadiomicsSettings.model_validate({"ring_hu_range": [300, -100]})
     assert RadiomicsSettings().rings_mm == [] and not RadiomicsSettings().kinetic.enabled
+
+
+def test_methods_text_states_rings_and_kinetic_features() -> None:
+    from rccgrade.config import config_from_dict
+    from rccgrade.study.methods_text import methods_paragraphs
+
+    plain = " ".join(methods_paragraphs(config_from_dict({})))
+    assert "ring" not in plain and "kinetic" not in plain
+    cfg = config_from_dict(
+        {"radiomics": {"phases": list(PHASES), "rings_mm": [2, 7.5], "kinetic": {"enabled": True, "percentiles": [25]}}}
+    )
+    text = " ".join(methods_paragraphs(cfg))
+    assert "arterial, nephrographic, excretory phase(s)" in text
+    assert "rings out to 2, 7.5 mm" in text and "-100 to 300 HU" in text
+    assert "tumour's mean, p25" in text and "change of 13 first-order and texture features" in text

@@ -216,3 +216,22 @@ class RadiomicsSettings(BaseModel):
                 "(e.g. [arterial, nephrographic, excretory]) or set radiomics.kinetic.enabled: false"
             )
         return self
+
+
+def methods_sentence(settings: RadiomicsSettings) -> str:
+    """The rings and kinetic features of a run in words, for the report's methods (empty when both are off)."""
+    parts = []
+    if settings.rings_mm:
+        lo, hi = settings.ring_hu_range
+        rings = ", ".join(f"{r:g}" for r in settings.rings_mm)
+        parts.append(
+            f"peritumoural rings out to {rings} mm from the tumour border (Euclidean distance in mm, voxels of "
+            f"{lo:g} to {hi:g} HU only; shape features left out)"
+        )
+    if settings.kinetic.enabled:
+        stats = ", ".join(["mean", *(f"p{q:g}" for q in settings.kinetic.percentiles)])
+        parts.append(
+            f"kinetic features between the phases (enhancement and washout of the tumour's {stats}, and the "
+            f"change of {len(settings.kinetic.delta_features)} first-order and texture features)"
+        )
+    return ("Also " + "; ".join(parts) + ". ") if parts else ""
