@@ -58,12 +58,15 @@ def test_peak_is_the_later_phase_when_it_enhances_more() -> None:
     assert out["tumour_mean_relative_washout"] == pytest.approx(0.25, rel=1e-15)
 
 
-def test_relative_washout_missing_when_the_peak_is_near_zero() -> None:
+def test_relative_washout_denominator_has_a_floor_near_zero_hu() -> None:
     stats = {"arterial": {"mean": 15.0}, "excretory": {"mean": 5.0}}
     out = intensity_kinetics(stats, ["mean"], washout_min_peak_hu=20.0)
     assert out["tumour_mean_excretory_minus_arterial"] == -10.0
     assert out["tumour_mean_washout"] == 10.0
-    assert math.isnan(out["tumour_mean_relative_washout"])
+    assert out["tumour_mean_relative_washout"] == 0.5  # 10 / max(15, 20)
+    tiny = intensity_kinetics({"arterial": {"mean": 0.001}, "excretory": {"mean": -3.0}}, ["mean"])
+    assert tiny["tumour_mean_relative_washout"] == pytest.approx(3.001 / 20.0)
+    assert all(math.isfinite(v) for v in tiny.values())
 
 
 def test_phase_order_is_time_order_not_listing_order() -> None:

@@ -140,7 +140,8 @@ def test_ring_settings_change_recomputes_and_same_settings_reuse(tmp_path: Path,
     kin = kin.model_copy(update={"kinetic": kin.kinetic.model_copy(update={"washout_min_peak_hu": 500.0})})
     reused = extract_radiomics(cases, tmp_path / "out", kin, parallel=None)
     assert reused.n_extracted == 0
-    assert reused.features["kin:tumour_mean_relative_washout"].isna().all()
+    washout = reused.features["kin:tumour_mean_washout"]
+    assert reused.features["kin:tumour_mean_relative_washout"].to_list() == pytest.approx((washout / 500.0).to_list())
 
 
 def test_delta_feature_not_extracted_is_a_config_error(tmp_path: Path, params_file: Path) -> None:

@@ -11,9 +11,10 @@ interpolation):
   are washouts (negative when the tumour washes out).
 * with the last listed phase ``z`` and the earlier ones ``E``: the peak ``P = max_{e∈E} s(e)``,
   ``tumour_<s>_washout`` = P − s(z) (HU, positive when the tumour washes out after its peak) and
-  ``tumour_<s>_relative_washout`` = (P − s(z)) / P, left missing (NaN) when ``P ≤ washout_min_peak_hu``
-  (the division by a value near 0 HU would be arbitrary). Without an unenhanced phase this is washout
-  relative to the peak attenuation, not the adrenal-protocol relative washout.
+  ``tumour_<s>_relative_washout`` = (P − s(z)) / max(P, ``washout_min_peak_hu``): the floor (default 20 HU)
+  keeps a barely enhancing or necrotic tumour (P near 0 HU) from dividing by ≈ 0, and keeps the feature defined
+  for every patient (a missing value would make ``predict`` refuse the patient). Without an unenhanced phase
+  this is washout relative to the peak attenuation, not the adrenal-protocol relative washout.
 
 and for each chosen PyRadiomics feature ``f`` of the per-phase extraction (first-order and texture):
 
@@ -80,7 +81,7 @@ def intensity_kinetics(
     Args:
         stats: Phase → statistic name → value (:func:`tumour_intensity`).
         statistics: Statistic names to use (``mean``, ``p10`` …).
-        washout_min_peak_hu: Peak at or below which the relative washout is NaN.
+        washout_min_peak_hu: Floor of the relative washout's denominator (HU).
 
     Returns:
         Feature name (without ``kin:``) → value; empty with fewer than two phases.
@@ -97,7 +98,7 @@ def intensity_kinetics(
         peak = max(float(stats[p][s]) for p in phases[:-1])
         washout = peak - float(stats[last][s])
         out[f"tumour_{s}_washout"] = washout
-        out[f"tumour_{s}_relative_washout"] = washout / peak if peak > washout_min_peak_hu else float("nan")
+        out[f"tumour_{s}_relative_washout"] = washout / max(peak, washout_min_peak_hu)
     return out
 
 

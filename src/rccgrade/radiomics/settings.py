@@ -80,8 +80,8 @@ class KineticSettings(BaseModel):
         enabled: Compute them (with the radiomics stage, from the same reads of the registered images).
         percentiles: Percentiles of the tumour's HU values whose enhancement/washout is a feature (besides
             the mean).
-        washout_min_peak_hu: The relative washout is left missing (NaN) when the tumour's peak value is at
-            most this many HU (a division by a value near 0 HU would give an arbitrary number).
+        washout_min_peak_hu: Floor (HU) of the relative washout's denominator, max(peak, floor): a tumour
+            peaking near 0 HU would otherwise divide by ≈ 0.
         delta_features: PyRadiomics features (names without the phase, e.g. ``original_glcm_Contrast``)
             whose later-minus-earlier change between phases is a feature; each must be extracted by the
             parameter file.
@@ -91,7 +91,7 @@ class KineticSettings(BaseModel):
 
     enabled: bool = False
     percentiles: list[float] = Field(default_factory=lambda: [10.0, 50.0, 90.0])
-    washout_min_peak_hu: float = Field(20.0, ge=0.0)
+    washout_min_peak_hu: float = Field(20.0, gt=0.0)
     delta_features: list[str] = Field(default_factory=lambda: list(DEFAULT_DELTA_FEATURES))
 
     @field_validator("percentiles")
