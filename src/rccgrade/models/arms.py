@@ -41,12 +41,13 @@ from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' h
 )
 from rccgrade.features.selection import SourceUnion, icc_mapping
 from rccgrade.features.table import validate_table
+from rccgrade.models.arm_tasks import fit_arm_tasks
 from rccgrade.models.chain import source_chain
 from rccgrade.models.classifiers import default_grid, make_classifier
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import repeated_cv_oof
 from rccgrade.models.targets import BinaryClassifierTags, binary_targets
-from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, stratified_folds
+from rccgrade.models.tuning import make_search, stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,7 @@ def fit_arms(
     stability: pd.Series | pd.DataFrame | Mapping[str, float] | None = None,
     centers: pd.Series | Mapping[str, str] | None = None,
     test_ids: Sequence[str] | None = None,
+    n_jobs: int = 1,
 ) -> ArmsResult:
     """Fit every configured arm on the training patients and predict the others.
 
@@ -326,6 +328,8 @@ def fit_arms(
         stability: ICC per radiomics feature from the stability analysis (None: no stability filter).
         centers: Centre per patient (needed when ComBat is on).
         test_ids: Patients to predict; default every patient of ``table`` not in ``train_ids``.
+        n_jobs: Worker processes fitting arms and outer folds in parallel (:mod:`rccgrade.models.arm_tasks`);
+            the numbers are identical for any value.
 
     Returns:
         :class:`ArmsResult` with fitted arms, apparent/OOF/test probabilities, thresholds and selected features.
@@ -373,27 +377,30 @@ def fit_arms(
     selected: dict[str, pd.DataFrame] = {}
     best_params: dict[str, dict[str, Any]] = {}
     repeated: dict[str, pd.DataFrame] = {}
-    for arm in arms:
-        if arm == "stacked":
-            continue
+
+    def make(arm: str) -> tuple[Any, Any]:
         est = build_arm(arm, list(table.columns), settings, seed, icc, center_map)
         grid = {f"clf__{k}": v for k, v in default_grid(classifier_name(arm, settings), settings.param_grids).items()}
         search = make_search(
             est, grid, folds, search=settings.search, n_iter=settings.n_iter, scoring=settings.scoring, seed=seed
         )
-        log.info("fitting arm %s on %d training patients", arm, len(train))
-        fitted, params = fit_tuned(clone(search), X_train, y_train)
-        oof_model = search if settings.nested_oof else clone(est).set_params(**params)
-        oof_p[arm] = oof_probabilities(oof_model, X_train, y_train, folds)
-        models[arm] = fitted
-        best_params[arm] = params
-        train_p[arm] = fitted.predict_proba(X_train)[:, 1]
-        test_p[arm] = fitted.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
+        return est, search
+
+    single = [a for a in arms if a != "stacked"]
+    log.info("fitting arm(s) %s on %d training patients", single, len(train))
+    fits = fit_arm_tasks(single, make, X_train, y_train, X_test, folds, nested_oof=settings.nested_oof, n_jobs=n_jobs)
+    for arm in single:
+        fit = fits[arm]
+        models[arm] = fit.model
+        best_params[arm] = fit.params
+        oof_p[arm] = fit.oof_proba
+        train_p[arm] = fit.train_proba
+        test_p[arm] = fit.test_proba
         thresholds[arm] = choose_threshold(y_train, oof_p[arm])
-        selected[arm] = describe_model(fitted)
+        selected[arm] = describe_model(fit.model)
         if settings.cv_repeats > 0:
             repeated[arm] = repeated_cv_oof(
-                clone(est).set_params(**params),
+                clone(make(arm)[0]).set_params(**fit.params),
                 X_train,
                 y_train,
                 n_splits=folds.n_splits,
