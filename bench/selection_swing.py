@@ -15,7 +15,7 @@ chain (mean and SD over the splits: the SD is the swing).
 
 Usage::
 
-    .venv/bin/python bench/selection_swing.py --data /work/bench_cache/demo200 --splits 12
+    .venv/bin/python bench/selection_swing.py --data /work/bench_cache/demo200 --splits 0 1 2 3 4 5 6 7 8 9
 
 Writes ``bench/results/selection_swing.json``.
 """
@@ -108,8 +108,8 @@ def _corr_in_column_order(seed: int) -> Any:
     return ColumnOrderCorrelation(threshold=0.9)
 
 
-def run(data: Path, source: str, n_splits: int, only: list[str] | None) -> dict[str, Any]:
-    """Paired test AUCs of every variant on ``n_splits`` repeated stratified 7:3 splits."""
+def run(data: Path, source: str, splits: list[int], only: list[str] | None) -> list[dict[str, Any]]:
+    """Paired test AUCs of every variant on the given repeated stratified 7:3 splits (seed 1000 + split)."""
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
 
@@ -117,7 +117,7 @@ def run(data: Path, source: str, n_splits: int, only: list[str] | None) -> dict[
 
     table, y = _load(data, source)
     rows = []
-    for s in range(n_splits):
+    for s in splits:
         train, test = train_test_ids(make_split(y, seed=1000 + s))
         built = _variants(s)
         variants = dict(built["variants"])
@@ -141,6 +141,11 @@ def run(data: Path, source: str, n_splits: int, only: list[str] | None) -> dict[
                 row["fdr_survivors"] = int((feats.named_steps["univariate"].qvalues_ < 0.05).sum())
         rows.append(row)
         print({k: (round(v["auc"], 3) if isinstance(v, dict) else v) for k, v in row.items()}, flush=True)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and SD of each variant's test AUC and of its paired difference to the plain chain."""
     names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     summary = {}
     for name in names:
@@ -156,7 +161,7 @@ def run(data: Path, source: str, n_splits: int, only: list[str] | None) -> dict[
             "mean_n_features": float(np.mean([r[name]["n_features"] for r in rows])),
             "mean_seconds": float(np.mean([r[name]["seconds"] for r in rows])),
         }
-    return {"source": source, "n": len(y), "n_high": int(y.sum()), "splits": rows, "summary": summary}
+    return summary
 
 
 def main() -> None:
@@ -164,11 +169,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("/work/bench_cache/demo200"))
     parser.add_argument("--source", default="radiomics")
-    parser.add_argument("--splits", type=int, default=12)
+    parser.add_argument("--splits", type=int, nargs="*", default=list(range(10)), help="split numbers to run")
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--chunk", type=Path, default=None, help="write these splits' rows here (merge later)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None, help="chunk files to merge and summarise")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "selection_swing.json")
     args = parser.parse_args()
-    result = run(args.data, args.source, args.splits, args.only)
+    if args.merge:
+        rows = sorted((r for f in args.merge for r in json.loads(f.read_text())), key=lambda r: r["split"])
+    else:
+        rows = run(args.data, args.source, args.splits, args.only)
+        if args.chunk is not None:
+            args.chunk.write_text(json.dumps(rows, indent=1))
+            return
+    _, y = _load(args.data, args.source)
+    result = {"source": args.source, "n": len(y), "n_high": int(y.sum()), "splits": rows, "summary": summarise(rows)}
     result["machine"] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}
     existing[args.source] = result
