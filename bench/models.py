@@ -5,10 +5,15 @@
   contains 0.5; the naive pipeline (top-20 Mann–Whitney features chosen on ALL patients, then split) scores
   far higher. Reported per seed: both AUCs, the honest CI, and the fit time.
 * Fusion: 400 patients with signal split across clinical, radiomics and deep features; test AUC per arm.
+* Speed (``--speed DIR``): the models stage (``fit_arms``, every arm, nested OOF, default settings) on the
+  demo tables of ``DIR`` (``radiomics.parquet`` 107 features, ``deep.parquet`` 6,144 float32 features,
+  ``manifest.csv`` with clinical columns and ``grade``) at N = 200, and at N = 496 resampled from them with
+  noise; wall time for 1 and 2 workers, and a cProfile summary (``bench/results/models_profile.txt``).
 
 Usage::
 
     .venv/bin/python bench/models.py --seeds 5
+    .venv/bin/python bench/models.py --speed /work/bench_cache/demo200 --sizes 200 496
 
 Writes ``bench/results/models.json`` (numbers + machine).
 """
@@ -46,6 +51,80 @@ def _signal(seed: int, n: int = 400) -> tuple[pd.DataFrame, pd.Series]:
     return pd.DataFrame(cols, index=ids), pd.Series(y, index=ids)
 
 
+CLINICAL = ("age", "sex", "bmi", "symptoms", "haemoglobin", "platelets", "crp", "size_cm")
+
+
+def demo_tables(folder: Path, n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Demo FeatureTable (clinical + radiomics + deep) with ``n`` rows (resampled with 5 % noise above 200)."""
+    rad = pd.read_parquet(folder / "radiomics.parquet")
+    deep = pd.read_parquet(folder / "deep.parquet")
+    man = pd.read_csv(folder / "manifest.csv", dtype={"patient_id": str}).set_index("patient_id")
+    clin = pd.DataFrame(index=man.index)
+    for c in CLINICAL:
+        if c in man.columns:
+            clin[f"clin:{c}"] = man[c].astype("category") if man[c].dtype == object else man[c].astype(float)
+    table = clin.join(rad).join(deep)
+    y = (man["grade"] >= 3).astype(int).reindex(table.index)
+    if n > len(table):
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(table), size=n, replace=True)
+        table, y = table.iloc[rows].copy(), y.iloc[rows].copy()
+        num = [c for c in table.columns if not c.startswith("clin:")]
+        sd = table[num].std().to_numpy()
+        noise = rng.normal(size=(n, len(num))) * sd * 0.05
+        table[num] = (table[num].to_numpy() + noise).astype(np.float32 if deep.dtypes.iloc[0] == np.float32 else float)
+        table[[c for c in num if c.startswith("rad:")]] = table[[c for c in num if c.startswith("rad:")]].astype(float)
+    else:
+        table, y = table.iloc[:n], y.iloc[:n]
+    ids = pd.Index([f"p{i:04d}" for i in range(len(table))], name="patient_id")
+    table.index, y.index = ids, ids
+    return table, y
+
+
+def speed(folder: Path, sizes: list[int], workers: list[int], profile_out: Path) -> list[dict]:
+    """Wall and CPU time of ``fit_arms`` (default settings: every arm, nested OOF) on the demo tables.
+
+    On a shared machine the wall time depends on the load (recorded); with one worker the CPU time of this
+    process is the load-independent cost. The profile uses CPU time too.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    from rccgrade.models.arms import fit_arms
+    from rccgrade.models.settings import ModelSettings
+    from rccgrade.models.split import make_split, train_test_ids
+
+    rows = []
+    for n in sizes:
+        table, y = demo_tables(folder, n)
+        train, test = train_test_ids(make_split(y, seed=0))
+        for w in workers:
+            prof = cProfile.Profile(time.process_time) if w == 1 and n == sizes[0] else None
+            t0, c0 = time.perf_counter(), time.process_time()
+            if prof is not None:
+                prof.enable()
+            res = fit_arms(table, y, train, ModelSettings(), seed=0, **({"n_jobs": w} if w != 1 else {}))
+            if prof is not None:
+                prof.disable()
+                buf = io.StringIO()
+                pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(40)
+                profile_out.write_text(buf.getvalue())
+            row = {
+                "n": n,
+                "workers": w,
+                "seconds": time.perf_counter() - t0,
+                "cpu_seconds_main_process": time.process_time() - c0,  # all the work when workers == 1
+                "arms": res.arms,
+            }
+            from sklearn.metrics import roc_auc_score
+
+            row["test_auc"] = {a: float(roc_auc_score(y.loc[test], res.test_proba[a])) for a in res.arms}
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and write the JSON result."""
     from scipy import stats
@@ -60,7 +139,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
+    parser.add_argument("--speed", type=Path, default=None, help="folder of the demo tables: run the speed part only")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[200, 496])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--label", default="after", help="key of this speed run in the JSON (e.g. before/after)")
     args = parser.parse_args()
+    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    if args.speed is not None:
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        profile = args.out.parent / f"models_profile_{args.label}.txt"
+        result.setdefault("speed", {})[args.label] = {
+            "rows": speed(args.speed, args.sizes, args.workers, profile),
+            "machine": {**machine, "loadavg": os.getloadavg()},
+        }
+        args.out.write_text(json.dumps(result, indent=1))
+        return
 
     settings = ModelSettings(
         arms=["radiomics"], param_grids={"logistic": {"C": [0.1, 1.0]}}, cv_folds=5, selection={"lasso_cs": 10}

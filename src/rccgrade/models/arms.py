@@ -29,7 +29,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from rccgrade.errors import ConfigError, ModelError
@@ -40,25 +39,15 @@ from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' h
     expand_sources,
     source_prefix,
 )
-from rccgrade.features.selection import (
-    ComBat,
-    CorrelationFilter,
-    LassoSelector,
-    MRMRSelector,
-    NearConstantFilter,
-    PrefixPCA,
-    SourceUnion,
-    StabilityFilter,
-    TabularPreprocessor,
-    UnivariateFilter,
-    icc_mapping,
-)
+from rccgrade.features.selection import SourceUnion, icc_mapping
 from rccgrade.features.table import validate_table
+from rccgrade.models.arm_tasks import fit_arm_tasks
+from rccgrade.models.chain import source_chain
 from rccgrade.models.classifiers import default_grid, make_classifier
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import repeated_cv_oof
 from rccgrade.models.targets import BinaryClassifierTags, binary_targets
-from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, stratified_folds
+from rccgrade.models.tuning import make_search, stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -82,69 +71,6 @@ def arm_sources(arm: str, settings: ModelSettings, columns: Sequence[str]) -> li
         raise ModelError("the stacked arm has no sources of its own; it combines the other arms")
     source_prefix(arm)
     return [arm]
-
-
-def source_chain(
-    source: str,
-    settings: ModelSettings,
-    seed: int,
-    stability: Mapping[str, float] | None = None,
-    centers: Mapping[str, str] | None = None,
-) -> Pipeline:
-    """The per-source chain: impute/encode → (ComBat) → (PCA) → selection steps → z-score."""
-    sel = settings.selection
-    prefix = source_prefix(source)
-    clinical = source == "clinical"
-    steps: list[tuple[str, Any]] = [("impute", TabularPreprocessor())]
-    if sel.combat and not clinical:
-        if centers is None:
-            raise ConfigError("models.selection.combat is on but no centers were given; add a 'center' column")
-        steps.append(("combat", ComBat(batches=dict(centers), empirical_bayes=sel.combat_empirical_bayes)))
-    if sel.deep_pca is not None and source.startswith("deep:"):
-        steps.append(("pca", PrefixPCA(prefix=prefix, n_components=sel.deep_pca)))
-    for step in settings.clinical_steps if clinical else sel.steps:
-        if step == "near_constant":
-            steps.append((step, NearConstantFilter(max_frequency=sel.near_constant_max_frequency)))
-        elif step == "stability":
-            if source == "radiomics" and stability is not None:
-                steps.append(
-                    (
-                        step,
-                        StabilityFilter(
-                            icc=dict(stability),
-                            threshold=sel.stability_threshold,
-                            keep_missing=sel.stability_keep_missing,
-                            prefix="rad:",
-                        ),
-                    )
-                )
-        elif step == "univariate":
-            steps.append(
-                (
-                    step,
-                    UnivariateFilter(
-                        test=sel.univariate_test,
-                        alpha=sel.univariate_alpha,
-                        min_features=sel.univariate_min_features,
-                        max_features=sel.univariate_max_features,
-                    ),
-                )
-            )
-        elif step == "correlation":
-            steps.append((step, CorrelationFilter(threshold=sel.correlation_threshold, method=sel.correlation_method)))
-        elif step == "lasso":
-            steps.append(
-                (
-                    step,
-                    LassoSelector(
-                        Cs=sel.lasso_cs, cv=sel.lasso_cv, max_features=sel.lasso_max_features, random_state=seed
-                    ),
-                )
-            )
-        elif step == "mrmr":
-            steps.append((step, MRMRSelector(n_features=sel.mrmr_features, method=sel.correlation_method)))
-    steps.append(("scale", StandardScaler().set_output(transform="pandas")))
-    return Pipeline(steps)
 
 
 def classifier_name(arm: str, settings: ModelSettings) -> str:
@@ -300,12 +226,29 @@ def describe_model(model: Any) -> pd.DataFrame:
     coef = np.asarray(clf.coef_).ravel() if hasattr(clf, "coef_") else np.full(len(names), np.nan)
     imp = np.asarray(clf.feature_importances_) if hasattr(clf, "feature_importances_") else np.full(len(names), np.nan)
     out = pd.DataFrame({"feature": names, "coefficient": coef, "importance": imp, "mean": means, "sd": sds})
+    sizes = group_sizes(model)
+    if sizes:  # a near-duplicate grouping ran: say how many correlated features each one stands for
+        out["represents"] = [sizes.get(n, 1) for n in names]
     if hasattr(clf, "intercept_"):
         out = pd.concat(
             [out, pd.DataFrame({"feature": ["(intercept)"], "coefficient": [float(np.ravel(clf.intercept_)[0])]})],
             ignore_index=True,
         )
     return out
+
+
+def group_sizes(model: Any) -> dict[str, int]:
+    """Selected feature → number of near-duplicates it represents (itself included), from the ``group`` steps.
+
+    Empty when no chain of the arm groups near-duplicates.
+    """
+    union = getattr(model, "named_steps", {}).get("features")
+    sizes: dict[str, int] = {}
+    for _, _, chain in getattr(union, "transformers_", []):
+        grouper = chain.named_steps.get("group")
+        if grouper is not None:
+            sizes.update(grouper.group_sizes())
+    return sizes
 
 
 @dataclass
@@ -372,6 +315,7 @@ def fit_arms(
     stability: pd.Series | pd.DataFrame | Mapping[str, float] | None = None,
     centers: pd.Series | Mapping[str, str] | None = None,
     test_ids: Sequence[str] | None = None,
+    n_jobs: int = 1,
 ) -> ArmsResult:
     """Fit every configured arm on the training patients and predict the others.
 
@@ -384,6 +328,8 @@ def fit_arms(
         stability: ICC per radiomics feature from the stability analysis (None: no stability filter).
         centers: Centre per patient (needed when ComBat is on).
         test_ids: Patients to predict; default every patient of ``table`` not in ``train_ids``.
+        n_jobs: Worker processes fitting arms and outer folds in parallel (:mod:`rccgrade.models.arm_tasks`);
+            the numbers are identical for any value.
 
     Returns:
         :class:`ArmsResult` with fitted arms, apparent/OOF/test probabilities, thresholds and selected features.
@@ -431,27 +377,30 @@ def fit_arms(
     selected: dict[str, pd.DataFrame] = {}
     best_params: dict[str, dict[str, Any]] = {}
     repeated: dict[str, pd.DataFrame] = {}
-    for arm in arms:
-        if arm == "stacked":
-            continue
+
+    def make(arm: str) -> tuple[Any, Any]:
         est = build_arm(arm, list(table.columns), settings, seed, icc, center_map)
         grid = {f"clf__{k}": v for k, v in default_grid(classifier_name(arm, settings), settings.param_grids).items()}
         search = make_search(
             est, grid, folds, search=settings.search, n_iter=settings.n_iter, scoring=settings.scoring, seed=seed
         )
-        log.info("fitting arm %s on %d training patients", arm, len(train))
-        fitted, params = fit_tuned(clone(search), X_train, y_train)
-        oof_model = search if settings.nested_oof else clone(est).set_params(**params)
-        oof_p[arm] = oof_probabilities(oof_model, X_train, y_train, folds)
-        models[arm] = fitted
-        best_params[arm] = params
-        train_p[arm] = fitted.predict_proba(X_train)[:, 1]
-        test_p[arm] = fitted.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
+        return est, search
+
+    single = [a for a in arms if a != "stacked"]
+    log.info("fitting arm(s) %s on %d training patients", single, len(train))
+    fits = fit_arm_tasks(single, make, X_train, y_train, X_test, folds, nested_oof=settings.nested_oof, n_jobs=n_jobs)
+    for arm in single:
+        fit = fits[arm]
+        models[arm] = fit.model
+        best_params[arm] = fit.params
+        oof_p[arm] = fit.oof_proba
+        train_p[arm] = fit.train_proba
+        test_p[arm] = fit.test_proba
         thresholds[arm] = choose_threshold(y_train, oof_p[arm])
-        selected[arm] = describe_model(fitted)
+        selected[arm] = describe_model(fit.model)
         if settings.cv_repeats > 0:
             repeated[arm] = repeated_cv_oof(
-                clone(est).set_params(**params),
+                clone(make(arm)[0]).set_params(**fit.params),
                 X_train,
                 y_train,
                 n_splits=folds.n_splits,

@@ -1,7 +1,9 @@
 """Hyper-parameter tuning by stratified cross-validation on the training patients only.
 
 The whole pipeline (imputation, selection, scaling, classifier) is refitted in every fold, so the
-selection cannot see the validation fold. A grid with a single candidate skips the search entirely.
+selection cannot see the validation fold. A grid with a single candidate skips the search entirely; a grid
+over the classifier's parameters only fits the selection once per fold and shares it between the candidates
+(:class:`FoldCachedSearch`, same result as ``GridSearchCV``).
 """
 
 from __future__ import annotations
@@ -66,13 +68,27 @@ def make_search(
     common: dict[str, Any] = {"scoring": scoring, "cv": cv, "refit": True, "n_jobs": 1, "error_score": "raise"}
     if search == "random" and n_candidates(grid) > n_iter:
         return RandomizedSearchCV(clone(estimator), grid, n_iter=n_iter, random_state=seed, **common)
+    if _classifier_only(estimator, grid):
+        return FoldCachedSearch(clone(estimator), grid, cv, scoring=scoring)
     return GridSearchCV(clone(estimator), grid, **common)
+
+
+def _classifier_only(estimator: Any, grid: dict[str, list[Any]]) -> bool:
+    """A two-step ``[features, clf]`` pipeline tuned over classifier parameters only (features fit once per fold)."""
+    steps = getattr(estimator, "steps", None)
+    return bool(
+        steps is not None
+        and len(steps) == 2
+        and steps[-1][0] == "clf"
+        and getattr(estimator, "memory", None) is None
+        and all(k.startswith("clf__") for k in grid)
+    )
 
 
 def fit_tuned(search: BaseEstimator, X: pd.DataFrame, y: pd.Series) -> tuple[BaseEstimator, dict[str, Any]]:
     """Fit a search (or plain estimator) and return the final fitted estimator and its chosen parameters."""
     fitted = search.fit(X, y)
-    if isinstance(fitted, (GridSearchCV, RandomizedSearchCV)):
+    if isinstance(fitted, (GridSearchCV, RandomizedSearchCV, FoldCachedSearch)):
         return fitted.best_estimator_, dict(fitted.best_params_)
     return fitted, {}
 
@@ -85,3 +101,65 @@ def oof_probabilities(search: BaseEstimator, X: pd.DataFrame, y: pd.Series, cv: 
     """
     proba = cross_val_predict(search, X, y, cv=cv, method="predict_proba", n_jobs=1)
     return np.asarray(proba)[:, 1]
+
+
+class FoldCachedSearch(BaseEstimator):
+    """Grid search over the classifier of a ``[features, clf]`` pipeline that fits the features once per fold.
+
+    Every candidate of a grid over ``clf__*`` parameters shares the same feature step (imputation, selection,
+    scaling), so the selection fitted on a fold is reused by every candidate instead of being refitted for
+    each: the selection dominates the cost, so a 4-candidate grid runs about 4× faster. Results are those of
+    :class:`~sklearn.model_selection.GridSearchCV` with the same folds and scorer: same candidate order, mean
+    fold score, first candidate among ties, refit on all the data.
+
+    Args:
+        estimator: A Pipeline whose last step is named ``clf``.
+        grid: ``clf__<param>`` → values.
+        cv: The folds.
+        scoring: scikit-learn scorer name.
+
+    Attributes:
+        best_params_: The chosen candidate.
+        best_estimator_: The pipeline refitted on all the data with it.
+        cv_scores_: Score of every candidate on every fold, shape (n_candidates, n_folds).
+    """
+
+    def __init__(self, estimator: Any, grid: dict[str, list[Any]], cv: StratifiedKFold, scoring: str = "roc_auc"):
+        self.estimator = estimator
+        self.grid = grid
+        self.cv = cv
+        self.scoring = scoring
+
+    def fit(self, X: pd.DataFrame, y: pd.Series) -> FoldCachedSearch:
+        """Tune the classifier on per-fold cached features, then refit the best pipeline on all of X."""
+        from sklearn.metrics import get_scorer
+        from sklearn.model_selection import ParameterGrid
+
+        scorer = get_scorer(self.scoring)
+        candidates = list(ParameterGrid(self.grid))
+        y_arr = np.asarray(y)
+        steps = self.estimator.steps
+        scores = np.zeros((len(candidates), self.cv.get_n_splits()))
+        for k, (tr, va) in enumerate(self.cv.split(np.zeros(len(y_arr)), y_arr)):
+            features = clone(steps[0][1])
+            z_tr = features.fit_transform(X.iloc[tr], y.iloc[tr])
+            z_va = features.transform(X.iloc[va])
+            for c, params in enumerate(candidates):
+                clf = clone(steps[-1][1]).set_params(**{p.split("__", 1)[1]: v for p, v in params.items()})
+                clf.fit(z_tr, y.iloc[tr])
+                scores[c, k] = scorer(clf, z_va, y.iloc[va])
+        mean = scores.mean(axis=1)
+        best = int(np.flatnonzero(mean == mean.max())[0]) if np.isfinite(mean).any() else 0
+        self.cv_scores_ = scores
+        self.best_params_ = dict(candidates[best])
+        self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(X, y)
+        self.classes_ = self.best_estimator_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of the refitted best pipeline."""
+        return self.best_estimator_.predict_proba(X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Classes of the refitted best pipeline."""
+        return self.best_estimator_.predict(X)

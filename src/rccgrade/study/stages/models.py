@@ -94,6 +94,15 @@ def stacked_ranges(result: Any) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def model_workers(ctx: StudyContext) -> int:
+    """Worker processes for the arms and outer folds: the configured workers (1 for the serial backend).
+
+    The numbers do not depend on it (every task is seeded when it is built), so it is not part of the cache key.
+    """
+    par = ctx.parallel
+    return 1 if par.backend == "serial" else max(1, par.resolved_workers())
+
+
 def fit_and_save(
     ctx: StudyContext, tables: Mapping[str, pd.DataFrame], folder: Path, progress: Callable[[int, int], None]
 ) -> dict[str, Any]:
@@ -139,6 +148,7 @@ def fit_and_save(
         stability=icc_series(ctx),
         centers=centers,
         test_ids=test_ids,
+        n_jobs=model_workers(ctx),
     )
     progress(1, 1)
     fs = feature_settings(ctx)
