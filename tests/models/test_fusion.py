@@ -89,7 +89,7 @@ def test_budgets_use_training_patients_only_and_are_deterministic(fast: Callable
 
 
 def test_plain_union_is_still_available(fast: Callable[..., Any]) -> None:
-    table, y = _blocks(seed=3, n=120, n_noise=10)
+    table, _y = _blocks(seed=3, n=120, n_noise=10)
     model = build_arm("combined", list(table.columns), _settings(fast, combined_selection="union"), seed=0)
     assert type(model.named_steps["features"]).__name__ == "SourceUnion"
 
