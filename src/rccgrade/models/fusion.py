@@ -161,7 +161,8 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         method: Correlation of the mRMR ranking (``pearson`` or ``spearman``).
 
     Attributes:
-        budgets_: Source → chosen budget (0: left out).
+        budgets_: Source → chosen budget (0: left out; None: too few patients for the inner CV, so every
+            source keeps all its selected features, as the plain union does).
         budget_trace_: Inner-CV score and the accepted steps of the search.
         transformers_: The fitted chains of the sources with a positive budget (as in ``SourceUnion``).
     """
@@ -208,17 +209,22 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
                 )
             blocks.append((name, est, X[cols]))
             columns[name] = cols
-        chosen, trace = choose_budgets(
-            blocks,
-            lab,
-            self.budgets,
-            cv=self.cv,
-            random_state=self.random_state,
-            min_gain=self.min_gain,
-            C=self.C,
-            method=self.method,
-        )
-        log.info("combined: source budgets %s (inner-CV AUC %.3f)", chosen, trace["score"])
+        try:
+            chosen, trace = choose_budgets(
+                blocks,
+                lab,
+                self.budgets,
+                cv=self.cv,
+                random_state=self.random_state,
+                min_gain=self.min_gain,
+                C=self.C,
+                method=self.method,
+            )
+            log.info("combined: source budgets %s (inner-CV AUC %.3f)", chosen, trace["score"])
+        except ModelError as exc:  # too few patients for the inner CV (a small fold): every source, no budget
+            log.warning("combined: no budgets (%s); every source keeps its selected features", exc)
+            chosen = {name: None for name, _, _ in blocks}
+            trace = {"score": None, "fallback": str(exc)}
         self.budgets_ = chosen
         self.budget_trace_ = trace
         self.transformers_ = []
@@ -226,7 +232,8 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         for name, prefix, est in self.transformers:
             if chosen[name] == 0:
                 continue
-            fitted = budget_chain(est, chosen[name], self.method).fit(X[columns[name]], lab)
+            budgeted = clone(est) if chosen[name] is None else budget_chain(est, chosen[name], self.method)
+            fitted = budgeted.fit(X[columns[name]], lab)
             self.transformers_.append((name, prefix, fitted))
             self.columns_[name] = columns[name]
         state = {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("__")}
@@ -250,5 +257,6 @@ def fusion_details(model: Any) -> dict[str, Any]:
         }
     union = getattr(model, "named_steps", {}).get("features")
     if isinstance(union, BudgetedSourceUnion):
-        return {"budgets": dict(union.budgets_), "budget_cv_auc": float(union.budget_trace_["score"])}
+        score = union.budget_trace_["score"]
+        return {"budgets": dict(union.budgets_), "budget_cv_auc": None if score is None else float(score)}
     return {}
