@@ -151,7 +151,9 @@ def test_report_is_self_contained(first_run: tuple[Any, dict[str, Any], Recorder
     for src in srcs:
         img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         img.load()
-    for needle in ("Table 1.", "Clinical characteristics", "Paired DeLong", "TRIPOD+AI", "randomly initialised"):
+    needles = ("Table 1.", "Clinical characteristics", "Paired DeLong", "TRIPOD+AI", "randomly initialised")
+    needles += ("Feature contributions", "by source of its features", "per-patient feature contributions in the test")
+    for needle in needles:
         assert needle in text, needle
 
 
