@@ -232,10 +232,12 @@ def _evaluate(
             ctx.warn(f"{b.arm}: not applicable to this cohort ({exc.message})")
             continue
         res = res[~res.index.duplicated()].copy()
-        ood = out_of_distribution(usable.reindex(columns=b.feature_names), b.training_distribution)
+        ood = out_of_distribution(
+            usable.reindex(columns=b.feature_names), b.training_distribution, probability_kept=True
+        )
         flagged = [p for p in ood.index[ood != ""] if p in res.index and res.at[p, "status"] == STATUS_OK]
         res.loc[flagged, "status"] = STATUS_OOD
-        res.loc[flagged, "reason"] = [ood[p].replace("No probability is given", "Probability kept") for p in flagged]
+        res.loc[flagged, "reason"] = [ood[p] for p in flagged]
         preds[b.arm] = res["probability"].where(res["status"] != STATUS_FAILED)
         preds[f"{b.arm}.status"] = res["status"]
         preds[f"{b.arm}.reason"] = res["reason"]
