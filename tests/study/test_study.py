@@ -409,3 +409,66 @@ def test_external_validation_accounts_for_every_manifest_row(
         app, ["evaluate", str(bundles), str(manifest), "--out", str(tmp_path / "out2"), "--allow-failures"]
     )
     assert again.exit_code == 0, again.output
+
+
+def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    """Another hospital spells ``haemoglobin`` as ``hemoglobin``: refused by default (naming it and the fix),
+    usable with ``--map``; absent altogether, ``--missing-variables impute`` predicts with the bundle's imputer
+    and says so in the report's banner."""
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+    from rccgrade.errors import ModelError
+    from rccgrade.external import evaluate_external
+    from rccgrade.models.bundle import load_bundle
+    from rccgrade.models.predict_manifest import compute_features_for_bundle
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "ext", n=10, seed=11, size="small", parallel=ParallelSettings(backend="serial"))
+    frame = pd.read_csv(manifest, dtype=str)
+    renamed, dropped = manifest.with_name("renamed.csv"), manifest.with_name("dropped.csv")
+    frame.rename(columns={"haemoglobin": "hemoglobin"}).to_csv(renamed, index=False)
+    frame.drop(columns=["haemoglobin"]).to_csv(dropped, index=False)
+    folder = first_run[0].run_dir / "bundles" / "clinical"
+    bundle = load_bundle(folder)
+    assert "clin:haemoglobin" in bundle.feature_names
+
+    with pytest.raises(ModelError, match=r"haemoglobin.*--map haemoglobin=.*--missing-variables impute"):
+        evaluate_external(folder, renamed, tmp_path / "refused")
+
+    # reference: predict's own path on the hospital's original spelling
+    table, _ = compute_features_for_bundle(
+        bundle, manifest, tmp_path / "w", parallel=ParallelSettings(backend="serial")
+    )
+    expected = pd.Series(bundle.model.predict_proba(table)[:, 1], index=table.index)
+    args = ["evaluate", str(folder), str(renamed), "--out", str(tmp_path / "mapped"), "--allow-failures"]
+    res = CliRunner().invoke(app, [*args, "--map", "haemoglobin=hemoglobin"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(tmp_path / "mapped" / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert got["clinical"].to_numpy() == pytest.approx(expected.reindex(got.index).to_numpy(), abs=1e-12)
+
+    imputed = evaluate_external(folder, dropped, tmp_path / "imputed", missing_variables="impute")
+    assert any("haemoglobin" in w and "IMPUTED" in w for w in imputed.warnings)
+    table_nan = table.copy()
+    table_nan["clin:haemoglobin"] = np.nan
+    expected_imp = pd.Series(bundle.model.predict_proba(table_nan)[:, 1], index=table.index)
+    got = pd.read_csv(imputed.out_dir / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert got["clinical"].to_numpy() == pytest.approx(expected_imp.reindex(got.index).to_numpy(), abs=1e-12)
+    assert not np.allclose(expected_imp.to_numpy(), expected.to_numpy())  # the imputation changed something
+    text = imputed.report.read_text()
+    assert 'class="banner"' in text and "IMPUTED" in text.split('class="banner"', 1)[1][:2000]
+
+
+def test_study_map_joins_the_config_map_and_refuses_impute(tmp_path: Path) -> None:
+    from rccgrade.study.cli import with_column_map
+
+    cfg = _config(tmp_path, **{"cohort.column_map": {"age": "age_years"}})
+    out = with_column_map(cfg, ["haemoglobin=hb"])
+    assert dict(out.cohort.column_map) == {"age": "age_years", "haemoglobin": "hb"}
+    with pytest.raises(ConfigError, match=r"contradicts cohort\.column_map"):
+        with_column_map(_config(tmp_path, **{"cohort.column_map": {"age": "age_years"}}), ["age=years"])
+    with pytest.raises(ConfigError, match="nothing to be imputed from"):
+        with_column_map(_config(tmp_path), [], "impute")
