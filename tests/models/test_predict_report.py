@@ -166,7 +166,7 @@ def test_nomogram_points_are_the_study_scale_and_map_to_the_probability(
         lp = (
             clf.intercept_[0]
             - np.sum(b * scaler.mean_)
-            + sum(min(bk * l, bk * h) for bk, l, h in zip(b, lo, hi, strict=True))
+            + sum(min(bk * lo_k, bk * hi_k) for bk, lo_k, hi_k in zip(b, lo, hi, strict=True))
         )
         assert 1 / (1 + np.exp(-(lp + nomo["total"] * per_point))) == pytest.approx(rec["probability"], abs=1e-9)
     assert records[2]["nomogram"] is None  # failed: nothing to place on the nomogram
