@@ -472,3 +472,51 @@ def test_study_map_joins_the_config_map_and_refuses_impute(tmp_path: Path) -> No
         with_column_map(_config(tmp_path, **{"cohort.column_map": {"age": "age_years"}}), ["age=years"])
     with pytest.raises(ConfigError, match="nothing to be imputed from"):
         with_column_map(_config(tmp_path), [], "impute")
+
+
+def _images_loaded(html: Path, tmp_path: Path) -> tuple[int, int]:
+    """The Chromium probe of tests/report/test_html.py (loaded by path: the test folders are not packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_report_html_tests", ROOT / "tests" / "report" / "test_html.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.images_loaded(html, tmp_path)
+
+
+def test_predict_report_of_a_deep_arm_shows_qc_strip_and_gradcam(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    """`predict --report` from a manifest: each page embeds preprocessing's QC montage (mask outline on each
+    registered phase) with the registration status, and the Grad-CAM of the deep arm; all images load."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "new", n=3, seed=21, size="small", parallel=ParallelSettings(backend="serial"))
+    bundle = first_run[0].run_dir / "bundles" / "deep-tumour"
+    args = ["predict", str(bundle), str(manifest), "--out", str(tmp_path / "p.csv"), "--report", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, [*args, "--workers", "1", "--allow-failures"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "r" / "preds.json").read_text())
+    assert len(records) == 3
+    for rec in records:
+        assert rec["status"] == "ok", rec["reason"]
+        assert set(rec["qc"]["registration"]) == {"arterial", "nephrographic", "excretory"}
+        assert rec["qc"]["registration"]["arterial"].startswith("reference")
+        assert rec["qc"]["registration"]["excretory"] == "skipped"  # registration is off in TINY
+        for key in ("qc", "gradcam"):
+            assert rec[key]["image"] is not None, rec[key]["note"]
+            with Image.open(tmp_path / "r" / rec[key]["image"]) as img:
+                assert img.size[0] > 100
+        assert rec["nomogram"] is not None or rec["nomogram_note"]
+    page = tmp_path / "r" / records[0]["page"]
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 2 and "No QC strip" not in text and "No Grad-CAM" not in text
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        loaded, total = _images_loaded(page, tmp_path)
+        assert total == 2 and loaded == total
