@@ -295,6 +295,13 @@ def test_ood_rule_boundaries(radiomics_bundle: Path) -> None:
     assert [bool(r) for r in reasons] == [False, True, True, False, False]
     assert name in reasons["out_hi"]
     assert out_of_distribution(frame, {name: st}, factor=3.0).eq("").all()
+    # one source for the message's ending: withheld (predict) or kept (external validation's statistics)
+    from rccgrade.models.ood import OOD_KEPT, OOD_WITHHELD
+
+    assert reasons["out_hi"].endswith(OOD_WITHHELD)
+    kept = out_of_distribution(frame, {name: st}, OOD_RANGE_FACTOR, probability_kept=True)
+    assert kept["out_hi"].endswith(OOD_KEPT) and "No probability" not in kept["out_hi"]
+    assert kept["out_hi"][: -len(OOD_KEPT)] == reasons["out_hi"][: -len(OOD_WITHHELD)]
 
 
 def test_far_outside_training_is_out_of_distribution_without_probability(

@@ -127,3 +127,73 @@ def test_ok_pages_carry_a_probability_interval(report_run: tuple[Path, list[str]
         assert iv["lower"] < rec["probability"] < iv["upper"]
         assert "95% interval" in (folder / rec["page"]).read_text()
     assert all(r["interval"] is None for r in records[2:])
+
+
+def test_nomogram_points_are_the_study_scale_and_map_to_the_probability(
+    report_run: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Points per predictor recomputed naively from the bundle's scaler and coefficients (ranges: training
+    mean ± 2 SD, 0/1 for an indicator; the widest predictor spans 100 points); the total maps to the probability."""
+    from rccgrade.models.bundle import load_bundle
+
+    folder, _ = report_run
+    bundle = load_bundle(folder.parent / "clinical")
+    chain = bundle.model.named_steps["features"].transformers_[0][2]
+    scaler, clf = chain.named_steps["scale"], bundle.model.named_steps["clf"]
+    names = [str(n) for n in scaler.feature_names_in_]
+    b = clf.coef_.ravel() / scaler.scale_  # per original unit
+    onehot = [n for n in names if "=" in n]
+    lo = np.array(
+        [0.0 if n in onehot else m - 2 * s for n, m, s in zip(names, scaler.mean_, scaler.scale_, strict=True)]
+    )
+    hi = np.array(
+        [1.0 if n in onehot else m + 2 * s for n, m, s in zip(names, scaler.mean_, scaler.scale_, strict=True)]
+    )
+    per_point = np.max(np.abs(b) * (hi - lo)) / 100.0
+    records = json.loads((folder / "preds.json").read_text())
+    for rec in records[:2]:
+        nomo = rec["nomogram"]
+        assert nomo is not None and rec["nomogram_note"] == ""
+        pts = {p["predictor"]: p for p in nomo["points"]}
+        for k, n in enumerate(names):
+            if b[k] == 0:
+                continue
+            naive = (b[k] * pts[n]["value"] - min(b[k] * lo[k], b[k] * hi[k])) / per_point
+            assert pts[n]["points"] == pytest.approx(naive, rel=1e-9, abs=1e-9)
+        assert sum(p["points"] for p in nomo["points"]) == pytest.approx(nomo["total"], abs=1e-9)
+        assert nomo["probability"] == pytest.approx(rec["probability"], abs=1e-9)
+        # the intercept-side of the mapping: total points → logit, independently
+        lp = (
+            clf.intercept_[0]
+            - np.sum(b * scaler.mean_)
+            + sum(min(bk * lo_k, bk * hi_k) for bk, lo_k, hi_k in zip(b, lo, hi, strict=True))
+        )
+        assert 1 / (1 + np.exp(-(lp + nomo["total"] * per_point))) == pytest.approx(rec["probability"], abs=1e-9)
+    assert records[2]["nomogram"] is None  # failed: nothing to place on the nomogram
+    page = (folder / records[0]["page"]).read_text()
+    assert "Nomogram points" in page and "No nomogram" not in page
+
+
+def test_pages_say_why_a_panel_is_absent(report_run: tuple[Path, list[str]]) -> None:
+    folder, _ = report_run
+    records = json.loads((folder / "preds.json").read_text())
+    ok = records[0]
+    assert ok["interval"] is not None and ok["interval_note"] == ""
+    assert "precomputed (--features)" in ok["qc"]["note"] and ok["qc"]["image"] is None
+    assert "not" in ok["gradcam"]["note"] and ok["gradcam"]["image"] is None
+    page = (folder / ok["page"]).read_text()
+    assert "No QC strip:" in page and "No Grad-CAM:" in page
+
+
+def test_interval_notes_name_the_reason_per_classifier(signal_fit: tuple[Any, ...], tmp_path: Path) -> None:
+    from rccgrade.models.page_panels import interval_note
+
+    table, _, _, res = signal_fit
+    rad = bundle_from_arms(res, "radiomics", table, tmp_path / "rad")
+    from rccgrade.models.bundle import load_bundle
+
+    loaded = load_bundle(rad)
+    has_cov = (loaded.meta.get("extra") or {}).get("logit_covariance") is not None
+    assert (interval_note(loaded) == "") == has_cov
+    stacked = load_bundle(bundle_from_arms(res, "stacked", table, tmp_path / "st"))
+    assert "stacked" in interval_note(stacked) and "base arms" in interval_note(stacked)

@@ -151,7 +151,9 @@ def test_report_is_self_contained(first_run: tuple[Any, dict[str, Any], Recorder
     for src in srcs:
         img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         img.load()
-    for needle in ("Table 1.", "Clinical characteristics", "Paired DeLong", "TRIPOD+AI", "randomly initialised"):
+    needles = ("Table 1.", "Clinical characteristics", "Paired DeLong", "TRIPOD+AI", "randomly initialised")
+    needles += ("Feature contributions", "by source of its features", "per-patient feature contributions in the test")
+    for needle in needles:
         assert needle in text, needle
 
 
@@ -407,3 +409,114 @@ def test_external_validation_accounts_for_every_manifest_row(
         app, ["evaluate", str(bundles), str(manifest), "--out", str(tmp_path / "out2"), "--allow-failures"]
     )
     assert again.exit_code == 0, again.output
+
+
+def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    """Another hospital spells ``haemoglobin`` as ``hemoglobin``: refused by default (naming it and the fix),
+    usable with ``--map``; absent altogether, ``--missing-variables impute`` predicts with the bundle's imputer
+    and says so in the report's banner."""
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+    from rccgrade.errors import ModelError
+    from rccgrade.external import evaluate_external
+    from rccgrade.models.bundle import load_bundle
+    from rccgrade.models.predict_manifest import compute_features_for_bundle
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "ext", n=10, seed=11, size="small", parallel=ParallelSettings(backend="serial"))
+    frame = pd.read_csv(manifest, dtype=str)
+    renamed, dropped = manifest.with_name("renamed.csv"), manifest.with_name("dropped.csv")
+    frame.rename(columns={"haemoglobin": "hemoglobin"}).to_csv(renamed, index=False)
+    frame.drop(columns=["haemoglobin"]).to_csv(dropped, index=False)
+    folder = first_run[0].run_dir / "bundles" / "clinical"
+    bundle = load_bundle(folder)
+    assert "clin:haemoglobin" in bundle.feature_names
+
+    with pytest.raises(ModelError, match=r"haemoglobin.*--map haemoglobin=.*--missing-variables impute"):
+        evaluate_external(folder, renamed, tmp_path / "refused")
+
+    # reference: predict's own path on the hospital's original spelling
+    table, _ = compute_features_for_bundle(
+        bundle, manifest, tmp_path / "w", parallel=ParallelSettings(backend="serial")
+    )
+    expected = pd.Series(bundle.model.predict_proba(table)[:, 1], index=table.index)
+    args = ["evaluate", str(folder), str(renamed), "--out", str(tmp_path / "mapped"), "--allow-failures"]
+    res = CliRunner().invoke(app, [*args, "--map", "haemoglobin=hemoglobin"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(tmp_path / "mapped" / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert got["clinical"].to_numpy() == pytest.approx(expected.reindex(got.index).to_numpy(), abs=1e-9)  # CSV: %.10g
+
+    imputed = evaluate_external(folder, dropped, tmp_path / "imputed", missing_variables="impute")
+    assert any("haemoglobin" in w and "IMPUTED" in w for w in imputed.warnings)
+    table_nan = table.copy()
+    table_nan["clin:haemoglobin"] = np.nan
+    expected_imp = pd.Series(bundle.model.predict_proba(table_nan)[:, 1], index=table.index)
+    got = pd.read_csv(imputed.out_dir / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert got["clinical"].to_numpy() == pytest.approx(expected_imp.reindex(got.index).to_numpy(), abs=1e-9)
+    assert not np.allclose(expected_imp.to_numpy(), expected.to_numpy())  # the imputation changed something
+    text = imputed.report.read_text()
+    assert 'class="banner"' in text and "IMPUTED" in text.split('class="banner"', 1)[1][:2000]
+
+
+def test_study_map_joins_the_config_map_and_refuses_impute(tmp_path: Path) -> None:
+    from rccgrade.study.cli import with_column_map
+
+    cfg = _config(tmp_path, **{"cohort.column_map": {"age": "age_years"}})
+    out = with_column_map(cfg, ["haemoglobin=hb"])
+    assert dict(out.cohort.column_map) == {"age": "age_years", "haemoglobin": "hb"}
+    with pytest.raises(ConfigError, match=r"contradicts cohort\.column_map"):
+        with_column_map(_config(tmp_path, **{"cohort.column_map": {"age": "age_years"}}), ["age=years"])
+    with pytest.raises(ConfigError, match="nothing to be imputed from"):
+        with_column_map(_config(tmp_path), [], "impute")
+
+
+def _images_loaded(html: Path, tmp_path: Path) -> tuple[int, int]:
+    """The Chromium probe of tests/report/test_html.py (loaded by path: the test folders are not packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_report_html_tests", ROOT / "tests" / "report" / "test_html.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.images_loaded(html, tmp_path)
+
+
+def test_predict_report_of_a_deep_arm_shows_qc_strip_and_gradcam(
+    first_run: tuple[Any, dict[str, Any], Recorder], tmp_path: Path
+) -> None:
+    """`predict --report` from a manifest: each page embeds preprocessing's QC montage (mask outline on each
+    registered phase) with the registration status, and the Grad-CAM of the deep arm; all images load."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from rccgrade.cli import app
+    from rccgrade.parallel import ParallelSettings
+    from rccgrade.synth.writer import write_cohort
+
+    manifest = write_cohort(tmp_path / "new", n=3, seed=21, size="small", parallel=ParallelSettings(backend="serial"))
+    bundle = first_run[0].run_dir / "bundles" / "deep-tumour"
+    args = ["predict", str(bundle), str(manifest), "--out", str(tmp_path / "p.csv"), "--report", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, [*args, "--workers", "1", "--allow-failures"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "r" / "preds.json").read_text())
+    assert len(records) == 3
+    for rec in records:
+        assert rec["status"] == "ok", rec["reason"]
+        assert set(rec["qc"]["registration"]) == {"arterial", "nephrographic", "excretory"}
+        assert rec["qc"]["registration"]["arterial"].startswith("reference")
+        assert rec["qc"]["registration"]["excretory"] == "skipped"  # registration is off in TINY
+        for key in ("qc", "gradcam"):
+            assert rec[key]["image"] is not None, rec[key]["note"]
+            with Image.open(tmp_path / "r" / rec[key]["image"]) as img:
+                assert img.size[0] > 100
+        assert rec["nomogram"] is not None or rec["nomogram_note"]
+    page = tmp_path / "r" / records[0]["page"]
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 2 and "No QC strip" not in text and "No Grad-CAM" not in text
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        loaded, total = _images_loaded(page, tmp_path)
+        assert total == 2 and loaded == total

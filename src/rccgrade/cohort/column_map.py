@@ -91,6 +91,14 @@ def missing_variables_message(missing: Iterable[str], available: Iterable[str]) 
     )
 
 
+def imputed_variables_message(variables: Iterable[str]) -> str:
+    """The loud warning (log, terminal, report banner) for variables imputed for every patient."""
+    return (
+        f"clinical variable(s) {sorted(variables)} are absent from this cohort and were IMPUTED with the training "
+        "median/mode for every patient: the predictions ignore them"
+    )
+
+
 @dataclass(frozen=True)
 class UnitCheck:
     """A likely unit mix-up of one numeric variable.

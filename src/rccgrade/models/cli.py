@@ -28,10 +28,22 @@ from rccgrade.models.predict_manifest import predict_manifest_with_features
 
 
 def write_report(
-    bundle: Any, preds: pd.DataFrame, table: pd.DataFrame | None, folder: Path, banners: list[str] | None = None
+    bundle: Any,
+    preds: pd.DataFrame,
+    table: pd.DataFrame | None,
+    folder: Path,
+    banners: list[str] | None = None,
+    preprocess_dir: Path | None = None,
 ) -> Any:
-    """Per-patient pages of ``preds``; contributions of every patient that has features (ok or OOD)."""
+    """Per-patient pages of ``preds``; contributions of every patient that has features (ok or OOD).
+
+    ``preprocess_dir`` (where ``predict`` preprocessed the manifest's images; None with ``--features``) gives
+    the QC strip and the slices for Grad-CAM (:func:`rccgrade.models.page_panels.build_panels`).
+    """
+    import tempfile
+
     from rccgrade.models.explain import contributions
+    from rccgrade.models.page_panels import build_panels
     from rccgrade.report.patient import write_patient_reports
 
     contrib = None
@@ -51,15 +63,18 @@ def write_report(
         from rccgrade.models.explain import probability_interval
 
         intervals = probability_interval(bundle.model, np.asarray(extra["logit_covariance"]), table.loc[ok])
-    return write_patient_reports(
-        preds,
-        folder,
-        contrib,
-        warnings=warnings,
-        banners=banners or [],
-        roc=extra.get("training_roc"),
-        intervals=intervals,
-    )
+    with tempfile.TemporaryDirectory(prefix="rccgrade-pages-") as scratch:
+        panels = build_panels(bundle, preds, table, preprocess_dir, Path(scratch))
+        return write_patient_reports(
+            preds,
+            folder,
+            contrib,
+            warnings=warnings,
+            banners=banners or [],
+            roc=extra.get("training_roc"),
+            intervals=intervals,
+            panels=panels,
+        )
 
 
 _STYLE = {STATUS_OK: "green", STATUS_FAILED: "bold red", STATUS_OOD: "bold yellow"}
@@ -119,13 +134,15 @@ def predict_command(
     mapping = parse_column_map(column_map)
     table = None
     banners: list[str] = []
+    work = work_dir or out.parent / "predict_work"
+    preprocess_dir = None
     if features is not None:
         table, settings = load_table(features)
         if manifest is not None:
             made = predict_manifest_with_features(
                 loaded,
                 manifest,
-                work_dir or out.parent / "predict_work",
+                work,
                 features=table,
                 feature_settings=settings,
                 ood_factor=ood_factor,
@@ -141,20 +158,22 @@ def predict_command(
         made = predict_manifest_with_features(
             loaded,
             manifest,
-            work_dir or out.parent / "predict_work",
+            work,
             parallel=local_parallel(workers),
             ood_factor=ood_factor,
             column_map=mapping,
             missing_variables=missing_variables,
+            qc=True if report is not None else None,  # the pages' QC strip shows preprocessing's montages
         )
         preds, table, banners = made.predictions, made.features, made.warnings
+        preprocess_dir = work / "preprocess"
     else:
         raise ModelError("give a MANIFEST of new patients or a feature table with --features")
     out.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out)
 
     if report is not None:
-        written = write_report(loaded, preds, table, report, banners)
+        written = write_report(loaded, preds, table, report, banners, preprocess_dir)
         console.print(f"wrote {len(written.pages)} patient page(s) and {written.index}", highlight=False)
 
     view = Table(title=escape(f"{loaded.arm} model — threshold {loaded.threshold:.3f}"))

@@ -57,7 +57,8 @@ class Contributions:
             (one-hot columns: the categorical variable was missing).
         base: Per patient, the part not attributed to any feature (intercept / expected value).
         output: Per patient, ``base + values.sum(axis=1)``: the model's logit or probability.
-        sources: Model feature → source (``clinical``, ``radiomics``, ``deep:<roi>``; stacked: the arm).
+        sources: Model feature → source, from the feature's prefix (``clinical``, ``radiomics``, ``kinetic``,
+            ``deep:<roi>`` …, :func:`feature_source`); an undecomposed stacked column ``[<arm>]``: the arm.
     """
 
     arm: str
@@ -118,11 +119,27 @@ def _imputed_mask(X: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return mask
 
 
+def feature_source(feature: str, fallback: str) -> str:
+    """The source of a model feature from its FeatureTable prefix, generically (``clin:`` → ``clinical``,
+    ``rad:`` → ``radiomics``, ``kin:`` → ``kinetic``, ``deep:<roi>:`` → ``deep:<roi>``, any future prefix that
+    :func:`rccgrade.features.naming.column_source` knows); a stacked column ``[<arm>] <feature>`` is traced to
+    its feature. ``fallback`` (the union's or base arm's name) when the name carries no known prefix.
+    """
+    from rccgrade.errors import ConfigError
+    from rccgrade.features.naming import column_source
+
+    name = feature.split("] ", 1)[1] if feature.startswith("[") and "] " in feature else feature
+    try:
+        return column_source(name.split("=", 1)[0])
+    except ConfigError:
+        return fallback
+
+
 def _sources(union: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, _, chain in union.transformers_:
         for feat in chain.get_feature_names_out():
-            out[str(feat)] = name
+            out[str(feat)] = feature_source(str(feat), name)
     return out
 
 
@@ -212,7 +229,7 @@ def _stacked(model: StackedClassifier, X: pd.DataFrame, arm: str) -> Contributio
                 cols[key] = w * sub.values[feat].to_numpy()
                 inputs[key] = sub.inputs[feat].to_numpy()
                 imputed[key] = sub.imputed[feat].to_numpy()
-                sources[key] = name
+                sources[key] = sub.sources.get(feat, name)
             base = base + w * sub.base.to_numpy()
         else:
             key = f"[{name}]"

@@ -24,6 +24,12 @@ OOD_SHARE = 0.25
 outside. One merely-outside value among thousands of deep features is expected by chance on a small training
 cohort and does not count alone."""
 
+OOD_WITHHELD = "No probability is given: the model would extrapolate"
+"""How an out-of-distribution reason ends when the prediction is withheld (``predict``)."""
+
+OOD_KEPT = "Probability kept (in the statistics), but the model extrapolates"
+"""How it ends when the probability is kept (external validation: leaving such patients out would flatter it)."""
+
 
 def out_of_distribution(
     features: pd.DataFrame,
@@ -32,6 +38,7 @@ def out_of_distribution(
     *,
     extreme_factor: float = OOD_EXTREME_FACTOR,
     share: float = OOD_SHARE,
+    probability_kept: bool = False,
 ) -> pd.Series:
     """Why each patient lies far outside the training distribution ("" when it does not).
 
@@ -47,6 +54,8 @@ def out_of_distribution(
         factor: ``k`` (default :data:`OOD_RANGE_FACTOR`).
         extreme_factor: Spans beyond which one value suffices (default :data:`OOD_EXTREME_FACTOR`).
         share: Largest share of outside features that is tolerated (default :data:`OOD_SHARE`).
+        probability_kept: The caller keeps the probability (external validation keeps every prediction in the
+            statistics) — the reason then ends with :data:`OOD_KEPT` instead of :data:`OOD_WITHHELD`.
 
     Returns:
         A string Series indexed like ``features``: the features outside, with value and training range.
@@ -84,6 +93,6 @@ def out_of_distribution(
         why = f"{n_extreme[i]} beyond {big:g}× the range" if n_extreme[i] else f"more than {share:.0%} of {judged[i]}"
         reasons.iloc[i] = (
             f"{len(items)} of {judged[i]} feature(s) far outside the training range (beyond {factor:g}× the range on "
-            f"either side; {why}): {shown}. No probability is given: the model would extrapolate"
+            f"either side; {why}): {shown}. {OOD_KEPT if probability_kept else OOD_WITHHELD}"
         )
     return reasons

@@ -64,6 +64,7 @@ def compute_features_for_bundle(
     manifest: str | Path | Cohort,
     work_dir: str | Path,
     parallel: Any = None,
+    qc: bool | None = None,
 ) -> BundleFeatures:
     """Compute the features a bundle needs for the patients of a manifest, with the bundle's settings.
 
@@ -83,6 +84,8 @@ def compute_features_for_bundle(
             :func:`bundle_cohort`.
         work_dir: Folder for the stages' outputs (``preprocess/``, ``radiomics/``, ``deep/``).
         parallel: :class:`~rccgrade.parallel.ParallelSettings` of the per-case work (default: local processes).
+        qc: Write preprocessing's per-case QC montage (``preprocess/qc/``) whatever the bundle's setting (True,
+            for the per-patient pages), or not (False); None: the bundle's setting. Features do not depend on it.
 
     Returns:
         A :class:`BundleFeatures`: the features of the patients that have them, and why the others have none.
@@ -160,9 +163,10 @@ def compute_features_for_bundle(
         from rccgrade.preprocess.pipeline import run_preprocess
         from rccgrade.preprocess.settings import PreprocessSettings
 
-        pre = run_preprocess(
-            cohort, work / "preprocess", PreprocessSettings.model_validate(fs["preprocess"]), parallel=parallel
-        )
+        pre_settings = PreprocessSettings.model_validate(fs["preprocess"])
+        if qc is not None:
+            pre_settings = pre_settings.model_copy(update={"qc": qc})
+        pre = run_preprocess(cohort, work / "preprocess", pre_settings, parallel=parallel)
         for row in pre.failures.to_dict("records"):
             _fail(failures, str(row["patient_id"]), f"preprocessing failed: {row['error']}")
         for pid in pre.failed_ids:
@@ -321,6 +325,7 @@ def predict_manifest_with_features(
     ood_factor: float = OOD_RANGE_FACTOR,
     column_map: Mapping[str, str] | None = None,
     missing_variables: str = "refuse",
+    qc: bool | None = None,
 ) -> ManifestPrediction:
     """:func:`predict_manifest` plus the FeatureTable, the imputed variables and cohort-wide warnings.
 
@@ -328,20 +333,20 @@ def predict_manifest_with_features(
         column_map: Model variable → this cohort's column (``--map``), see :mod:`rccgrade.cohort.column_map`.
         missing_variables: ``refuse`` (default: a clinical variable the model reads is absent → ModelError
             naming it and the fix) or ``impute`` (training median/mode for every patient, loudly warned).
+        qc: See :func:`compute_features_for_bundle` (``predict --report`` asks for the QC montages).
     """
     cohort = bundle_cohort(bundle, manifest, column_map)
     present = [] if features is None else [str(c) for c in features.columns]
     imputed = missing_clinical_variables(bundle, cohort, missing_variables, present)
     warnings: list[str] = []
     if imputed:
-        msg = (
-            f"clinical variable(s) {imputed} are absent from this cohort and were IMPUTED with the training "
-            "median/mode for every patient: the predictions ignore them"
-        )
+        from rccgrade.cohort.column_map import imputed_variables_message
+
+        msg = imputed_variables_message(imputed)
         log.warning(msg)
         warnings.append(msg)
     if features is None:
-        made = compute_features_for_bundle(bundle, cohort, work_dir, parallel)
+        made = compute_features_for_bundle(bundle, cohort, work_dir, parallel, qc=qc)
         cohort = made.cohort
         assert cohort is not None
         table, settings, failures = made.features, made.settings, made.failures

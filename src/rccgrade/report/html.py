@@ -88,6 +88,7 @@ class ReportContext:
     features: list[dict[str, Any]] = field(default_factory=list)
     stability: dict[str, Any] = field(default_factory=dict)
     gradcam: list[dict[str, Any]] = field(default_factory=list)
+    explanations: dict[str, Any] = field(default_factory=dict)
     external: list[dict[str, Any]] = field(default_factory=list)
     checklist: list[ChecklistItem] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
@@ -97,6 +98,7 @@ class ReportContext:
         "patients",
         "performance",
         "features",
+        "explanations",
         "gradcam",
         "external",
         "checklist",
@@ -301,7 +303,13 @@ def default_checklist(context: ReportContext) -> list[ChecklistItem]:
         ("CLAIM", "Model", "Model architecture and initialisation", covered, "Methods summary; Provenance"),
         ("CLAIM", "Training", "Training details and hyperparameters", covered, "Provenance (configuration)"),
         ("CLAIM", "Evaluation", "Metrics with statistical uncertainty; model comparison", covered, "Table 2; Table 3"),
-        ("CLAIM", "Evaluation", "Explainability / saliency", covered if context.gradcam else "partial", "Grad-CAM"),
+        (
+            "CLAIM",
+            "Evaluation",
+            "Explainability / saliency",
+            covered if context.gradcam or context.explanations else "partial",
+            "Feature contributions; Grad-CAM",
+        ),
         (
             "CLAIM",
             "Evaluation",

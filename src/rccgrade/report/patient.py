@@ -14,7 +14,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,77 @@ class PatientReports:
     index: Path
     pages: dict[str, Path]
     json: Path
+
+
+@dataclass(frozen=True)
+class PagePanels:
+    """The optional panels of the patient pages (built by :mod:`rccgrade.models.page_panels`).
+
+    Every panel that is absent carries a note saying why, which the page prints — never an invented number.
+
+    Attributes:
+        nomogram: Patients × predictor points and ``total`` (the study nomogram's 0–100 scale), or None.
+        nomogram_inputs: Patients × predictor values in original units (what the nomogram reads).
+        nomogram_labels: Predictor → display name.
+        nomogram_probability: Per patient, the probability the nomogram maps the total points to.
+        nomogram_note: Why there is no nomogram (non-logistic or multi-source arm …).
+        interval_note: Why an ``ok`` page has no interval, when it has none.
+        qc_images: Patient → preprocessing's QC montage (mask outline on each registered phase).
+        registration: Patient → phase → registration status (``reference`` for the mask phase).
+        qc_note: Why there is no QC strip (precomputed features, QC off, failed preprocessing).
+        gradcam_images: Patient → Grad-CAM overlay figure on the three phases.
+        gradcam_note: Why there is no Grad-CAM (not a deep arm, no slices, head not foldable …).
+    """
+
+    nomogram: pd.DataFrame | None = None
+    nomogram_inputs: pd.DataFrame | None = None
+    nomogram_labels: Mapping[str, str] = field(default_factory=dict)
+    nomogram_probability: pd.Series | None = None
+    nomogram_note: str = ""
+    interval_note: str = ""
+    qc_images: Mapping[str, Path] = field(default_factory=dict)
+    registration: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    qc_note: str = ""
+    gradcam_images: Mapping[str, Path] = field(default_factory=dict)
+    gradcam_note: str = ""
+
+
+def _panel_records(rec: dict[str, Any], pid: str, panels: PagePanels) -> None:
+    """Fill ``nomogram``, ``qc``, ``gradcam`` and the notes of one record (images: paths, copied later)."""
+    have = rec["probability"] is not None or rec["status"] != "failed"
+    nomo = panels.nomogram
+    if nomo is not None and have and pid in nomo.index:
+        names = [c for c in nomo.columns if c != "total"]
+        inputs = panels.nomogram_inputs
+        rec["nomogram"] = {
+            "points": [
+                {
+                    "predictor": n,
+                    "label": str(panels.nomogram_labels.get(n, n)),
+                    "value": _finite(inputs.loc[pid, n]) if inputs is not None else None,
+                    "points": float(nomo.loc[pid, n]),
+                }
+                for n in names
+            ],
+            "total": float(nomo.loc[pid, "total"]),
+            "probability": _finite(panels.nomogram_probability[pid])
+            if panels.nomogram_probability is not None
+            else None,
+        }
+    rec["nomogram_note"] = "" if rec["nomogram"] else panels.nomogram_note
+    if rec["interval"] is None and rec["probability"] is not None:
+        rec["interval_note"] = panels.interval_note or "no interval: none was computed for this model"
+    image = panels.qc_images.get(pid)
+    rec["qc"] = {
+        "image": str(image) if image is not None else None,
+        "registration": dict(panels.registration.get(pid, {})),
+        "note": "" if image is not None else panels.qc_note or "no QC image for this patient",
+    }
+    cam = panels.gradcam_images.get(pid)
+    rec["gradcam"] = {
+        "image": str(cam) if cam is not None else None,
+        "note": "" if cam is not None else panels.gradcam_note or "no Grad-CAM for this patient",
+    }
 
 
 def _finite(x: Any) -> float | None:
@@ -117,6 +188,7 @@ def patient_records(
     top_n: int = TOP_N,
     roc: Mapping[str, Sequence[float]] | None = None,
     intervals: pd.DataFrame | None = None,
+    panels: PagePanels | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready record per prediction row (the content of a page and of ``preds.json``).
 
@@ -124,10 +196,11 @@ def patient_records(
     gets ``roc_position`` — the training sensitivity/specificity had the cut-off been this patient's
     probability — and ``roc_threshold``, the same at the model's threshold. ``intervals`` (patients ×
     ``lower``/``upper``, :func:`rccgrade.models.explain.probability_interval`) gives ``ok`` records a 95 %
-    interval.
+    interval. ``panels`` adds the nomogram points, the QC strip, Grad-CAM and the notes of what is absent.
     """
     from rccgrade.models.bundle import roc_position
 
+    panels = panels or PagePanels()
     out: list[dict[str, Any]] = []
     for pid, row in preds.iterrows():
         pid = str(pid)
@@ -148,6 +221,11 @@ def patient_records(
             "roc_position": None,
             "roc_threshold": None,
             "interval": None,
+            "interval_note": "",
+            "nomogram": None,
+            "nomogram_note": "",
+            "qc": None,
+            "gradcam": None,
         }
         if intervals is not None and rec["probability"] is not None and pid in intervals.index:
             rec["interval"] = {
@@ -181,6 +259,7 @@ def patient_records(
                     f"{len(imputed)} model input(s) were missing and imputed with the training median/mode: "
                     + ", ".join(imputed[:10])
                 )
+        _panel_records(rec, pid, panels)
         out.append(rec)
     return out
 
@@ -195,6 +274,7 @@ def write_patient_reports(
     top_n: int = TOP_N,
     roc: Mapping[str, Sequence[float]] | None = None,
     intervals: pd.DataFrame | None = None,
+    panels: PagePanels | None = None,
 ) -> PatientReports:
     """Write one page per prediction row, ``index.html`` and ``preds.json`` into ``out_dir``.
 
@@ -207,7 +287,14 @@ def write_patient_reports(
         top_n: Contributions shown per patient.
         roc: The bundle's training OOF ROC (``bundle.meta["extra"]["training_roc"]``), when stored.
         intervals: 95 % intervals of the ``ok`` patients' probabilities (logistic arms), when available.
+        panels: Nomogram points, QC strip and Grad-CAM images (copied next to the page as
+            ``<page>.qc.png`` / ``<page>.gradcam.png`` for ``preds.json``, and embedded in the page as ``data:``
+            URIs), with the notes of what is absent.
     """
+    import shutil
+
+    from rccgrade.report.html import image_data_uri
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
@@ -217,12 +304,20 @@ def write_patient_reports(
     )
     page = env.get_template("patient.html.j2")
     records = patient_records(
-        preds, contrib, warnings=warnings, banners=banners, top_n=top_n, roc=roc, intervals=intervals
+        preds, contrib, warnings=warnings, banners=banners, top_n=top_n, roc=roc, intervals=intervals, panels=panels
     )
     pages: dict[str, Path] = {}
     for rec in records:
         path = child_path(out, rec["patient_id"], ".html")
         rec["page"] = path.name
+        images: dict[str, str] = {}
+        for key in ("qc", "gradcam"):
+            src = rec[key]["image"]
+            if src is not None:
+                target = path.with_name(f"{path.stem}.{key}.png")
+                shutil.copyfile(src, target)
+                rec[key]["image"] = target.name
+                images[key] = image_data_uri(target)
         chart = contribution_bar_svg(rec["contributions"])
         marks = [
             (rec[k]["sensitivity"], rec[k]["specificity"], colour)
@@ -230,7 +325,9 @@ def write_patient_reports(
             if rec[k] is not None
         ]
         roc_chart = roc_svg(roc, marks) if roc and marks else ""
-        path.write_text(page.render(p=rec, chart=chart, roc_chart=roc_chart, version=__version__), encoding="utf-8")
+        path.write_text(
+            page.render(p=rec, chart=chart, roc_chart=roc_chart, images=images, version=__version__), encoding="utf-8"
+        )
         pages[rec["patient_id"]] = path
     index = env.from_string(_INDEX).render(records=records, banners=list(banners), version=__version__)
     index_path = out / "index.html"

@@ -138,6 +138,37 @@ def load_study_config(config: Path, name: str | None = None, runs_dir: Path | No
     return cfg
 
 
+def with_column_map(cfg: Any, items: list[str], missing_variables: str = "refuse") -> Any:
+    """``study --map`` entries merged into ``cohort.column_map``; ``--missing-variables`` checked.
+
+    Raises:
+        ConfigError: a ``--map`` entry contradicting the configuration's map, an unknown policy, or ``impute``:
+            a study fits its imputer on its own training patients, so a variable absent from the whole cohort
+            has nothing to be imputed from (``impute`` is for applying saved models: predict, evaluate).
+    """
+    from rccgrade.cohort.column_map import MISSING_POLICIES, parse_column_map
+
+    if missing_variables not in MISSING_POLICIES:
+        raise ConfigError(f"--missing-variables {missing_variables!r}: choose one of {list(MISSING_POLICIES)}")
+    if missing_variables == "impute":
+        raise ConfigError(
+            "--missing-variables impute applies saved models to a new cohort (predict, evaluate): a study fits its "
+            "imputer on its own training patients, so a variable absent from the whole cohort has nothing to be "
+            "imputed from; map its column with --map MODEL_NAME=COLUMN or leave it out of cohort.clinical_columns"
+        )
+    mapping = parse_column_map(items)
+    current = dict(cfg.cohort.column_map)
+    clash = sorted(k for k, v in mapping.items() if k in current and current[k] != v)
+    if clash:
+        raise ConfigError(
+            f"--map {clash} contradicts cohort.column_map in the configuration "
+            f"({ {k: current[k] for k in clash} }); keep one of them"
+        )
+    if mapping:
+        cfg.cohort = cfg.cohort.model_copy(update={"column_map": {**current, **mapping}})
+    return cfg
+
+
 def study_command(
     config: Path = typer.Argument(..., help="Study configuration YAML (e.g. configs/paper.yaml)."),
     scheduler: str | None = typer.Option(
@@ -156,9 +187,21 @@ def study_command(
         "--force",
         help="Recompute this stage and every stage after it even when cached (repeatable; 'all': every stage).",
     ),
+    column_map: list[str] = typer.Option(
+        [],
+        "--map",
+        help="MODEL_NAME=COLUMN: the manifest column holding a clinical variable (repeatable), added to "
+        "cohort.column_map, e.g. --map haemoglobin=hemoglobin.",
+    ),
+    missing_variables: str = typer.Option(
+        "refuse",
+        "--missing-variables",
+        help="A requested clinical variable absent from the whole cohort: refuse (the only choice when training; "
+        "impute is for predict and evaluate).",
+    ),
 ) -> None:
     """Run the whole study (cached stages are reused) and print where the report is."""
-    cfg = load_study_config(config, name, runs_dir)
+    cfg = with_column_map(load_study_config(config, name, runs_dir), column_map, missing_variables)
     result = _run(cfg, scheduler, fallback_weights, force)
     out_console.print(f"run folder: {result.run_dir}")
     if result.report is not None:
@@ -203,6 +246,18 @@ def evaluate_command(
     name: str = typer.Option("External cohort", "--name", help="Name of the cohort in the report."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address for per-case stages."),
     allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some patients failed."),
+    column_map: list[str] = typer.Option(
+        [],
+        "--map",
+        help="MODEL_NAME=COLUMN: this cohort's column holding a clinical variable the models know by another name "
+        "(repeatable), e.g. --map hemoglobin=haemoglobin.",
+    ),
+    missing_variables: str = typer.Option(
+        "refuse",
+        "--missing-variables",
+        help="A clinical variable a model needs is absent from the whole cohort: refuse (default) or impute "
+        "(the bundle's training median/mode for every patient, warned in the report's banner).",
+    ),
 ) -> None:
     """External validation of saved model(s) on another cohort, which may lack a phase.
 
@@ -211,9 +266,18 @@ def evaluate_command(
     Patients far outside a model's training distribution keep their probability in the statistics (leaving them
     out would flatter the model) and are flagged out_of_distribution.
     """
+    from rccgrade.cohort.column_map import parse_column_map
     from rccgrade.study.external import evaluate_external
 
-    result = evaluate_external(bundle, manifest, out, cohort_name=name, scheduler=scheduler)
+    result = evaluate_external(
+        bundle,
+        manifest,
+        out,
+        cohort_name=name,
+        scheduler=scheduler,
+        column_map=parse_column_map(column_map),
+        missing_variables=missing_variables,
+    )
     table = Table(title=f"External validation — {name}", title_justify="left")
     for col in ("Arm", "n", "AUC [95% CI]", "Sensitivity", "Specificity"):
         table.add_column(col, justify="left" if col == "Arm" else "right")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,14 @@ def find_bundles(path: str | Path) -> list[Path]:
     return found
 
 
-def _study_config(fs: dict[str, Any], manifest: Path, out: Path, phases: list[str], arms: list[str]) -> Any:
+def _study_config(
+    fs: dict[str, Any],
+    manifest: Path,
+    out: Path,
+    phases: list[str],
+    arms: list[str],
+    column_map: Mapping[str, str] | None = None,
+) -> Any:
     from rccgrade.config import StudyConfig
     from rccgrade.models.settings import ModelSettings
 
@@ -101,6 +109,8 @@ def _study_config(fs: dict[str, Any], manifest: Path, out: Path, phases: list[st
             "mask_phase": cohort.get("mask_phase", "arterial"),
             "label": cohort.get("label"),
             "clinical_types": fs.get("clinical_types") or {},
+            # this cohort's own names for the model's variables (--map); the training cohort's map is not reused
+            "column_map": dict(column_map or {}),
         },
         "preprocess": fs.get("preprocess") or {},
         "radiomics": radiomics,
@@ -120,6 +130,8 @@ def evaluate_external(
     *,
     cohort_name: str = "External cohort",
     scheduler: str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    missing_variables: str = "refuse",
 ) -> ExternalResult:
     """External validation of one bundle or of every bundle of a run on the cohort of ``manifest``.
 
@@ -129,16 +141,25 @@ def evaluate_external(
         out: Output folder: ``predictions.csv``, ``metrics.json``, ``figures/``, ``report.html`` and stage caches.
         cohort_name: Name of the cohort in the report.
         scheduler: Dask scheduler address for the per-case stages.
+        column_map: Model variable → this cohort's column (``--map hemoglobin=haemoglobin``), as for ``predict``.
+        missing_variables: ``refuse`` (default: a clinical variable a model reads that the whole cohort lacks
+            stops the run, naming it and both fixes) or ``impute`` (the bundle's fitted imputer fills it for
+            every patient; warned on the terminal and in the report's banner), as for ``predict``.
 
     Returns:
         An :class:`ExternalResult`.
 
     Raises:
-        ModelError: no bundle, or bundles trained with different feature settings.
+        ModelError: no bundle, bundles trained with different feature settings, or (``refuse``) a clinical
+            variable a model needs is absent from the cohort.
+        ConfigError: an unknown ``missing_variables`` policy.
         RccgradeError: the cohort has no usable labelled case.
     """
+    from rccgrade.cohort.column_map import MISSING_POLICIES
     from rccgrade.models.bundle import load_bundle
 
+    if missing_variables not in MISSING_POLICIES:
+        raise ConfigError(f"--missing-variables {missing_variables!r}: choose one of {list(MISSING_POLICIES)}")
     out = Path(out).resolve()
     manifest = Path(manifest).resolve()
     bundles = [load_bundle(p) for p in find_bundles(bundle)]
@@ -160,7 +181,7 @@ def evaluate_external(
             f"'{strategy}' strategy, so deep features differ in kind from the development cohort's."
         )
     arms = [b.arm for b in bundles]
-    cfg = _study_config(fs, manifest, out, phases, [a for a in arms if a != STACKED] or [CLINICAL])
+    cfg = _study_config(fs, manifest, out, phases, [a for a in arms if a != STACKED] or [CLINICAL], column_map)
     if scheduler:
         cfg.parallel = cfg.parallel.model_copy(update={"scheduler": scheduler, "backend": "dask"})
     run_dir = _output_folder(out)
@@ -168,7 +189,7 @@ def evaluate_external(
         dump_config(cfg, run_dir / "config.yaml")
         ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, observer=StudyObserver())
         ctx.warnings.extend(warnings)
-        return _evaluate(ctx, bundles, arms, phases, cohort_name)
+        return _evaluate(ctx, bundles, arms, phases, cohort_name, missing_variables)
 
 
 def _output_folder(out: Path) -> Path:
@@ -190,11 +211,18 @@ def _output_folder(out: Path) -> Path:
 
 
 def _evaluate(
-    ctx: StudyContext, bundles: list[Any], arms: list[str], phases: list[str], cohort_name: str
+    ctx: StudyContext,
+    bundles: list[Any],
+    arms: list[str],
+    phases: list[str],
+    cohort_name: str,
+    missing_variables: str = "refuse",
 ) -> ExternalResult:
     """The features of the external cohort (the study's stages), the predictions, statistics and report."""
+    from rccgrade.cohort.column_map import imputed_variables_message
     from rccgrade.features.table import join_tables
     from rccgrade.models.predict import STATUS_FAILED, STATUS_OK, STATUS_OOD, out_of_distribution, predict_table
+    from rccgrade.models.predict_manifest import missing_clinical_variables, unit_warnings
 
     run_dir = ctx.run_dir
     out = run_dir
@@ -202,6 +230,13 @@ def _evaluate(
     for b in bundles:
         needed |= kinds_of_columns(b.feature_names)
     run_stage(ctx, CohortStage(check_folds=False))
+    # predict's rule for a clinical variable absent from the whole cohort: refuse (naming it) or impute (loudly)
+    imputed: list[str] = []
+    for b in bundles:
+        found = missing_clinical_variables(b, need(ctx.results.cohort, "cohort").cohort, missing_variables)
+        imputed += [v for v in found if v not in imputed]
+    if imputed:
+        ctx.warn(imputed_variables_message(imputed))
     tables = []
     if needed & {RADIOMICS, KINETIC, DEEP}:
         run_stage(ctx, PreprocessStage())
@@ -212,7 +247,13 @@ def _evaluate(
     clinical = need(run_stage(ctx, ClinicalStage()), "clinical")
     if clinical.table.shape[1]:
         tables.append(clinical.table)
-    table = join_tables(*tables)
+    table = join_tables(*tables) if tables else pd.DataFrame(index=pd.Index(clinical.table.index, name="patient_id"))
+    for var in imputed:
+        if f"clin:{var}" not in table.columns:
+            table[f"clin:{var}"] = np.nan  # the bundle's fitted imputer fills it (its training median/mode)
+    for b in bundles:
+        for msg in unit_warnings(b, table):
+            ctx.warn(msg)  # deduplicated: one line per variable however many models read it
     cohort = need(ctx.results.cohort, "cohort")
     labels = cohort.labels()
     patients, rows, failed = _every_case(cohort.validation, ctx.failures)
@@ -232,10 +273,12 @@ def _evaluate(
             ctx.warn(f"{b.arm}: not applicable to this cohort ({exc.message})")
             continue
         res = res[~res.index.duplicated()].copy()
-        ood = out_of_distribution(usable.reindex(columns=b.feature_names), b.training_distribution)
+        ood = out_of_distribution(
+            usable.reindex(columns=b.feature_names), b.training_distribution, probability_kept=True
+        )
         flagged = [p for p in ood.index[ood != ""] if p in res.index and res.at[p, "status"] == STATUS_OK]
         res.loc[flagged, "status"] = STATUS_OOD
-        res.loc[flagged, "reason"] = [ood[p].replace("No probability is given", "Probability kept") for p in flagged]
+        res.loc[flagged, "reason"] = [ood[p] for p in flagged]
         preds[b.arm] = res["probability"].where(res["status"] != STATUS_FAILED)
         preds[f"{b.arm}.status"] = res["status"]
         preds[f"{b.arm}.reason"] = res["reason"]

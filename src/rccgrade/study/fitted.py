@@ -7,13 +7,12 @@ applied to the bundle's own fitted scaler and classifier, and the Grad-CAM head 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rccgrade.errors import RccgradeError
-from rccgrade.features.naming import STACKED, arm_label, column_name, deep_feature_index
+from rccgrade.features.naming import STACKED, arm_label
+from rccgrade.models.readout import LinearReadout, NotLinearError, arm_nomogram, folded_network, linear_readout
 from rccgrade.study.outputs import ModelsOutput
 
 #: A nomogram with more predictors than this is unreadable; such arms are not drawn.
@@ -22,62 +21,8 @@ MAX_NOMOGRAM_PREDICTORS = 12
 NOMOGRAM_ARMS: tuple[str, ...] = ("stacked", "clinical", "combined")
 
 
-class NotLinearError(RccgradeError):
-    """The arm's fitted model is not a single standardised linear model (no nomogram or folded head)."""
-
-
-@dataclass(frozen=True)
-class LinearReadout:
-    """A fitted arm seen as ``z = (x − mean) / scale`` on named predictors, then logistic regression.
-
-    Attributes:
-        names: Predictors (columns entering the final scaler), in order.
-        scaler: The arm's fitted ``StandardScaler``.
-        classifier: The arm's fitted ``LogisticRegression``.
-        categorical: Predictors that are one-hot indicators (0/1).
-        steps: Names of the fitted steps before the scaler.
-    """
-
-    names: list[str]
-    scaler: Any
-    classifier: Any
-    categorical: list[str]
-    steps: list[str]
-
-
-def linear_readout(model: Any) -> LinearReadout:
-    """The scaler and classifier of a one-source arm pipeline (``features`` → ``clf``).
-
-    Raises:
-        NotLinearError: not a pipeline of one source chain ending in a scaler, or a classifier without
-            coefficients.
-    """
-    named = getattr(model, "named_steps", None)
-    if not named or "features" not in named or "clf" not in named:
-        raise NotLinearError("the model is not an arm pipeline (features → clf)")
-    clf = named["clf"]
-    if not hasattr(clf, "coef_") or not hasattr(clf, "intercept_"):
-        raise NotLinearError(f"the classifier ({type(clf).__name__}) is not linear")
-    chains = named["features"].transformers_
-    if len(chains) != 1:
-        raise NotLinearError(f"the model fuses {len(chains)} sources, each with its own scaler")
-    chain = chains[0][2]
-    scaler = chain.named_steps.get("scale")
-    if scaler is None:
-        raise NotLinearError("the source chain has no final scaler")
-    impute = chain.named_steps.get("impute")
-    onehot: set[str] = set()
-    if impute is not None:
-        for col in getattr(impute, "categorical_", []):
-            onehot.update(f"{col}={lvl}" for lvl in impute.levels_[col][1:])
-    names = [str(n) for n in getattr(scaler, "feature_names_in_", chain[:-1].get_feature_names_out())]
-    return LinearReadout(
-        names=names,
-        scaler=scaler,
-        classifier=clf,
-        categorical=[n for n in names if n in onehot],
-        steps=[name for name, _ in chain.steps[:-1]],
-    )
+# the one-source linear readout lives in the models package (the per-patient pages use it too); re-exported here
+__all__ = ["LinearReadout", "NotLinearError", "explained_network", "linear_readout", "nomogram_model"]
 
 
 def nomogram_model(models: ModelsOutput) -> tuple[Any, str] | None:
@@ -87,8 +32,6 @@ def nomogram_model(models: ModelsOutput) -> tuple[Any, str] | None:
         ``(nomogram, arm)``, or None when no arm is a readable linear model (at most
         :data:`MAX_NOMOGRAM_PREDICTORS` non-zero predictors).
     """
-    from sklearn.pipeline import Pipeline
-
     from rccgrade.models.bundle import load_bundle
     from rccgrade.stats.nomogram import nomogram_from_estimator
 
@@ -111,14 +54,7 @@ def nomogram_model(models: ModelsOutput) -> tuple[Any, str] | None:
             continue
         if not 0 < np.count_nonzero(lin.classifier.coef_) <= MAX_NOMOGRAM_PREDICTORS:
             continue
-        # a predictor's range: 0/1 for an indicator, else the training mean ± 2 SD (the fitted scaler's)
-        ranges: dict[str, Any] = {}
-        for n, m_, s_ in zip(lin.names, lin.scaler.mean_, lin.scaler.scale_, strict=True):
-            ranges[n] = [0.0, 1.0] if n in lin.categorical else (float(m_ - 2 * s_), float(m_ + 2 * s_))
-        readout = Pipeline([("scale", lin.scaler), ("clf", lin.classifier)])
-        labels = {n: column_name(n) for n in lin.names}
-        nomo = nomogram_from_estimator(readout, lin.names, ranges, labels=labels, categorical=lin.categorical)
-        return nomo, arm
+        return arm_nomogram(model), arm  # ranges: 0/1 for an indicator, else the training mean ± 2 SD
     return None
 
 
@@ -134,7 +70,6 @@ def explained_network(models: ModelsOutput, arm: str, roi: str, deep: Any, seed:
     Raises:
         NotLinearError: the arm is not a linear model on raw pooled features (PCA, ComBat, trees …).
     """
-    from rccgrade.deep.cam import fold_linear_head
     from rccgrade.deep.weights import load_backbone
     from rccgrade.models.bundle import load_bundle
 
@@ -143,21 +78,4 @@ def explained_network(models: ModelsOutput, arm: str, roi: str, deep: Any, seed:
 
         _, info = load_backbone(deep.settings, seed=seed)
         return load_finetuned(deep.model_files[roi], deep.settings), info.mean, info.std
-    lin = linear_readout(load_bundle(models.bundle_dir(arm)).model)
-    transforming = [s for s in lin.steps if s in ("combat", "pca")]
-    if transforming:
-        raise NotLinearError(f"the {arm_label(arm)} arm transforms its features ({', '.join(transforming)})")
-    idx = [deep_feature_index(n, roi) for n in lin.names]
-    if any(i is None for i in idx):
-        raise NotLinearError(f"the {arm_label(arm)} arm's inputs are not raw pooled features")
-    model, info = load_backbone(deep.settings, seed=seed)
-    clf = lin.classifier
-    model = fold_linear_head(
-        model,
-        [int(i) for i in idx if i is not None],
-        np.ravel(clf.coef_),
-        lin.scaler.mean_,
-        lin.scaler.scale_,
-        float(np.ravel(clf.intercept_)[0]),
-    )
-    return model, info.mean, info.std
+    return folded_network(load_bundle(models.bundle_dir(arm)).model, roi, deep.settings, seed)

@@ -46,6 +46,14 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "registration fallback or failure are marked).",
 }
 
+EXPLAIN_CAPTIONS: dict[str, str] = {
+    "beeswarm": "{arm}: per-patient feature contributions in the {cohort} (one dot per patient; the largest mean "
+    "|contribution| first). Colour: the value the model saw (z-score; blue low, red high); right of the line "
+    "raises the predicted probability of a high-grade tumour.",
+    "source_shares": "Share of each model's mean |contribution| by source of its features (clinical, radiomics, "
+    "kinetic, deep …), in the same cohort.",
+}
+
 
 # --------------------------------------------------------------------------- pieces
 
@@ -364,3 +372,66 @@ def provenance_block(run_dir: Path, config: Any, records: Sequence[StageRecord])
         "config_yaml": yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
         "stages": stages,
     }
+
+
+def explanation_blocks(
+    fitted: Mapping[str, Any], table: pd.DataFrame, cohort: str, out_dir: Path, top_n: int = 15
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Per-arm contribution summaries on ``table``'s patients: beeswarm figures and the source-share table.
+
+    Args:
+        fitted: Arm → its fitted model (the saved bundle's ``model``), in report order.
+        table: FeatureTable of the patients to explain (the test cohort; never used to fit anything).
+        cohort: Name of that cohort in the text (``test cohort``).
+        out_dir: Figure folder (``beeswarm_<arm>.svg/png``, ``source_shares.svg/png/csv``).
+        top_n: Features per beeswarm.
+
+    Returns:
+        ``(block, figures)``: ``block`` holds ``cohort``, ``n``, ``arms`` (per arm: ``arm``, ``label``,
+        ``available``, ``reason`` — e.g. "not available for SVM: …" —, ``method``, ``scale``, ``figure``) and
+        ``shares`` (``sources``, ``rows`` of ``label`` and one share per source, rows summing to 1);
+        ``figures`` maps a figure key to its ``svg``/``png`` paths. An arm whose classifier has no honest
+        contribution method is listed as not available; no number is invented for it.
+    """
+    from rccgrade.errors import RccgradeError
+    from rccgrade.models.explain import arm_contribution_summary, source_share_table
+    from rccgrade.report.explain_figures import save_explanation_figures
+    from rccgrade.safepath import safe_filename
+
+    arms: list[dict[str, Any]] = []
+    summaries: dict[str, Any] = {}
+    for arm, model in fitted.items():
+        entry: dict[str, Any] = {"arm": arm, "label": arm_label(arm), "available": False, "reason": ""}
+        entry.update(method="", scale="", figure=None)
+        try:
+            summary = arm_contribution_summary(model, table, arm)
+        except RccgradeError as exc:
+            steps = getattr(model, "named_steps", None)
+            kind = type(steps["clf"] if steps is not None and "clf" in steps else model).__name__
+            what = "SVM" if "SVM" in kind else kind
+            entry["reason"] = f"not available for {what}: {exc.message}"
+            arms.append(entry)
+            continue
+        if summary.features.empty:
+            entry["reason"] = "not available: the fitted model uses no feature"
+            arms.append(entry)
+            continue
+        summaries[arm] = summary
+        c = summary.contributions
+        entry.update(available=True, method=c.method, scale=c.scale, figure=f"beeswarm_{safe_filename(arm)}")
+        arms.append(entry)
+    figures: dict[str, dict[str, Any]] = {}
+    shares: dict[str, Any] = {}
+    if summaries:
+        saved = save_explanation_figures(summaries, str(out_dir), top_n=top_n)
+        for arm in summaries:
+            figures[f"beeswarm_{safe_filename(arm)}"] = saved[arm]
+        figures["source_shares"] = saved["source_shares"]
+        share = source_share_table(summaries)
+        shares = {
+            "sources": [arm_label(s) for s in share.columns],
+            "rows": [
+                {"label": arm_label(str(a)), "cells": [float(v) for v in share.loc[a].to_numpy()]} for a in share.index
+            ],
+        }
+    return {"cohort": cohort, "n": len(table), "arms": arms, "shares": shares, "top_n": top_n}, figures

@@ -20,9 +20,11 @@ from rccgrade.study.context import StageRecord, StudyContext, log, need
 from rccgrade.study.methods_text import methods_paragraphs, summary_paragraphs
 from rccgrade.study.outputs import DeepOutput, ModelsOutput, PreprocessOutput, ReportOutput
 from rccgrade.study.report_blocks import (
+    EXPLAIN_CAPTIONS,
     FIGURE_CAPTIONS,
     _f,
     delong_blocks,
+    explanation_blocks,
     features_blocks,
     metrics_rows,
     provenance_block,
@@ -115,6 +117,30 @@ def gradcam_gallery(
     return gallery
 
 
+def explanations(ctx: StudyContext, models: ModelsOutput, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Contributions of every arm's saved model on the test cohort (the training cohort when there is none).
+
+    Each arm's model is read back from its bundle (the model the report describes, not a refit); the features
+    are the study's FeatureTables joined as for fitting. Returns :func:`explanation_blocks`'s block and figures.
+    """
+    from rccgrade.features.table import join_tables
+    from rccgrade.models.bundle import load_bundle
+    from rccgrade.study.stages.models import feature_tables
+
+    tables = feature_tables(ctx)
+    split = ctx.results.split
+    if not tables or split is None or not models.arms:
+        return {}, {}
+    table = join_tables(*tables.values())
+    cohort = "test cohort"
+    ids = [p for p in split.ids("test") if p in table.index]
+    if not ids:
+        cohort, ids = "training cohort (no test patients)", [p for p in split.ids("train") if p in table.index]
+    fitted = {arm: load_bundle(models.bundle_dir(arm)).model for arm in models.arms}
+    top_n = min(15, ctx.config.report.max_features)
+    return explanation_blocks(fitted, table.loc[ids], cohort, out, top_n=top_n)
+
+
 def cohort_counts(ctx: StudyContext) -> dict[str, Any]:
     """Counts for the report's patients section."""
     cohort = need(ctx.results.cohort, "cohort")
@@ -179,6 +205,17 @@ def write_study_report(ctx: StudyContext) -> Path:
     gallery = gradcam_gallery(ctx, models, r.deep, preprocess, metrics["arms"], ctx.run_dir / "figures") if arms else []
     for g in gallery:
         figures[g["key"]] = Figure(caption=g["caption"], png=g["png"])
+    explained, explain_figures = explanations(ctx, models, ctx.run_dir / "figures") if arms else ({}, {})
+    for key, paths in explain_figures.items():
+        caption = (
+            EXPLAIN_CAPTIONS["source_shares"]
+            if key == "source_shares"
+            else EXPLAIN_CAPTIONS["beeswarm"].format(
+                arm=next(a["label"] for a in explained["arms"] if a["figure"] == key), cohort=explained["cohort"]
+            )
+        )
+        width = "60%" if key == "source_shares" else "85%"
+        figures[key] = Figure(caption=caption, png=paths.get("png"), svg=paths.get("svg"), width=width)
     split = r.split.split if r.split is not None else None
     context = ReportContext(
         title=cfg.report.title,
@@ -194,6 +231,7 @@ def write_study_report(ctx: StudyContext) -> Path:
         features=features_blocks(models, arms, cfg.report.max_features) if arms else [],
         stability=stability_block(r.radiomics.stability if r.radiomics else None, cfg.radiomics.stability),
         gradcam=gallery,
+        explanations=explained,
         methods=methods_paragraphs(
             cfg,
             deep=r.deep.settings if r.deep is not None else None,
