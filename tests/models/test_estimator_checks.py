@@ -32,12 +32,14 @@ from rccgrade.deep.finetune import CNNFineTuner
 from rccgrade.deep.settings import DeepSettings
 from rccgrade.features.selection import (
     CorrelationFilter,
+    CorrelationGrouper,
     LassoSelector,
     MRMRSelector,
     NearConstantFilter,
     PrefixPCA,
     SourceUnion,
     StabilityFilter,
+    StabilitySelector,
     TabularPreprocessor,
     UnivariateFilter,
 )
@@ -50,6 +52,9 @@ ESTIMATORS = [
     UnivariateFilter(),
     CorrelationFilter(),
     LassoSelector(Cs=4, cv=3),
+    LassoSelector(Cs=4, cv=3, l1_ratio=0.5),
+    StabilitySelector(n_subsamples=4, n_cs=4),
+    CorrelationGrouper(),
     MRMRSelector(n_features=3),
     TabularPreprocessor(),
     PrefixPCA(prefix=None, n_components=2),

@@ -14,6 +14,7 @@ a DataFrame with the same index, so feature names survive to the fitted classifi
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 from rccgrade.errors import ModelError
+from rccgrade.features.grouping import CorrelationGrouper
 from rccgrade.features.harmonize import ComBat, combat_fit
 from rccgrade.features.matrix import BinaryTargetMixin
 from rccgrade.features.matrix import FrameSelector as _FrameSelector
@@ -36,6 +39,7 @@ from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
 from rccgrade.features.matrix import output_like as _output_like
 from rccgrade.features.scores import abs_corr as _abs_corr
 from rccgrade.features.scores import icc_mapping, univariate_auc, univariate_pvalues
+from rccgrade.features.stability_selection import StabilitySelector
 from rccgrade.features.union import PrefixPCA, SourceUnion
 
 log = logging.getLogger(__name__)
@@ -43,12 +47,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ComBat",
     "CorrelationFilter",
+    "CorrelationGrouper",
     "LassoSelector",
     "MRMRSelector",
     "NearConstantFilter",
     "PrefixPCA",
     "SourceUnion",
     "StabilityFilter",
+    "StabilitySelector",
     "TabularPreprocessor",
     "UnivariateFilter",
     "combat_fit",
@@ -334,7 +340,7 @@ class CorrelationFilter(BinaryTargetMixin, _FrameSelector):
 
 
 class LassoSelector(BinaryTargetMixin, _FrameSelector):
-    """Keep the features with a non-zero coefficient in an L1-penalised logistic regression.
+    """Keep the features with a non-zero coefficient in an L1- (or elastic-net-) penalised logistic regression.
 
     The penalty strength C is chosen by stratified cross-validation *within* the data the selector is
     fitted on (the training patients, or a training fold of an outer CV), on the log-loss. Features are
@@ -347,6 +353,8 @@ class LassoSelector(BinaryTargetMixin, _FrameSelector):
         max_features: Keep at most this many (largest |coefficient| first); None: all non-zero.
         class_weight: ``"balanced"`` (default) reweights classes by inverse frequency.
         random_state: Seed of the inner CV's shuffling.
+        l1_ratio: 1.0 = LASSO (liblinear); below 1 = elastic net (saga) with this L1 share, which keeps
+            groups of correlated informative features together instead of picking one of them at random.
 
     Attributes:
         C_: The chosen penalty strength.
@@ -363,12 +371,14 @@ class LassoSelector(BinaryTargetMixin, _FrameSelector):
         max_features: int | None = None,
         class_weight: str | None = "balanced",
         random_state: int | None = 0,
+        l1_ratio: float = 1.0,
     ) -> None:
         self.Cs = Cs
         self.cv = cv
         self.max_features = max_features
         self.class_weight = class_weight
         self.random_state = random_state
+        self.l1_ratio = l1_ratio
 
     def fit(self, X: Any, y: Any) -> LassoSelector:
         """Fit the L1 path with inner CV and keep the non-zero coefficients."""
@@ -382,18 +392,23 @@ class LassoSelector(BinaryTargetMixin, _FrameSelector):
         if n_splits < 2:
             raise ModelError("LassoSelector needs at least 2 patients of each class in the training data")
         Cs = list(np.logspace(-3, 1, self.Cs)) if isinstance(self.Cs, int) else list(self.Cs)
+        if not 0.0 < self.l1_ratio <= 1.0:
+            raise ModelError(f"LassoSelector: l1_ratio must be in (0, 1], got {self.l1_ratio}")
         model = LogisticRegressionCV(
             Cs=Cs,
-            l1_ratios=(1.0,),
+            l1_ratios=(float(self.l1_ratio),),
             cv=StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state),
-            solver="liblinear",
+            solver="liblinear" if self.l1_ratio >= 1.0 else "saga",
             scoring="neg_log_loss",
             class_weight=self.class_weight,
             max_iter=5000,
             random_state=self.random_state,
             use_legacy_attributes=False,
         )
-        model.fit(z, lab)
+        with warnings.catch_warnings():
+            if self.l1_ratio < 1.0:  # saga's tolerance on a path of strong penalties: selection is what counts
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(z, lab)
         coef = np.asarray(model.coef_, dtype=np.float64).ravel()
         support = coef != 0
         if not support.any():

@@ -29,7 +29,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from rccgrade.errors import ConfigError, ModelError
@@ -40,20 +39,9 @@ from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' h
     expand_sources,
     source_prefix,
 )
-from rccgrade.features.selection import (
-    ComBat,
-    CorrelationFilter,
-    LassoSelector,
-    MRMRSelector,
-    NearConstantFilter,
-    PrefixPCA,
-    SourceUnion,
-    StabilityFilter,
-    TabularPreprocessor,
-    UnivariateFilter,
-    icc_mapping,
-)
+from rccgrade.features.selection import SourceUnion, icc_mapping
 from rccgrade.features.table import validate_table
+from rccgrade.models.chain import source_chain
 from rccgrade.models.classifiers import default_grid, make_classifier
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import repeated_cv_oof
@@ -82,69 +70,6 @@ def arm_sources(arm: str, settings: ModelSettings, columns: Sequence[str]) -> li
         raise ModelError("the stacked arm has no sources of its own; it combines the other arms")
     source_prefix(arm)
     return [arm]
-
-
-def source_chain(
-    source: str,
-    settings: ModelSettings,
-    seed: int,
-    stability: Mapping[str, float] | None = None,
-    centers: Mapping[str, str] | None = None,
-) -> Pipeline:
-    """The per-source chain: impute/encode → (ComBat) → (PCA) → selection steps → z-score."""
-    sel = settings.selection
-    prefix = source_prefix(source)
-    clinical = source == "clinical"
-    steps: list[tuple[str, Any]] = [("impute", TabularPreprocessor())]
-    if sel.combat and not clinical:
-        if centers is None:
-            raise ConfigError("models.selection.combat is on but no centers were given; add a 'center' column")
-        steps.append(("combat", ComBat(batches=dict(centers), empirical_bayes=sel.combat_empirical_bayes)))
-    if sel.deep_pca is not None and source.startswith("deep:"):
-        steps.append(("pca", PrefixPCA(prefix=prefix, n_components=sel.deep_pca)))
-    for step in settings.clinical_steps if clinical else sel.steps:
-        if step == "near_constant":
-            steps.append((step, NearConstantFilter(max_frequency=sel.near_constant_max_frequency)))
-        elif step == "stability":
-            if source == "radiomics" and stability is not None:
-                steps.append(
-                    (
-                        step,
-                        StabilityFilter(
-                            icc=dict(stability),
-                            threshold=sel.stability_threshold,
-                            keep_missing=sel.stability_keep_missing,
-                            prefix="rad:",
-                        ),
-                    )
-                )
-        elif step == "univariate":
-            steps.append(
-                (
-                    step,
-                    UnivariateFilter(
-                        test=sel.univariate_test,
-                        alpha=sel.univariate_alpha,
-                        min_features=sel.univariate_min_features,
-                        max_features=sel.univariate_max_features,
-                    ),
-                )
-            )
-        elif step == "correlation":
-            steps.append((step, CorrelationFilter(threshold=sel.correlation_threshold, method=sel.correlation_method)))
-        elif step == "lasso":
-            steps.append(
-                (
-                    step,
-                    LassoSelector(
-                        Cs=sel.lasso_cs, cv=sel.lasso_cv, max_features=sel.lasso_max_features, random_state=seed
-                    ),
-                )
-            )
-        elif step == "mrmr":
-            steps.append((step, MRMRSelector(n_features=sel.mrmr_features, method=sel.correlation_method)))
-    steps.append(("scale", StandardScaler().set_output(transform="pandas")))
-    return Pipeline(steps)
 
 
 def classifier_name(arm: str, settings: ModelSettings) -> str:
@@ -300,12 +225,29 @@ def describe_model(model: Any) -> pd.DataFrame:
     coef = np.asarray(clf.coef_).ravel() if hasattr(clf, "coef_") else np.full(len(names), np.nan)
     imp = np.asarray(clf.feature_importances_) if hasattr(clf, "feature_importances_") else np.full(len(names), np.nan)
     out = pd.DataFrame({"feature": names, "coefficient": coef, "importance": imp, "mean": means, "sd": sds})
+    sizes = group_sizes(model)
+    if sizes:  # a near-duplicate grouping ran: say how many correlated features each one stands for
+        out["represents"] = [sizes.get(n, 1) for n in names]
     if hasattr(clf, "intercept_"):
         out = pd.concat(
             [out, pd.DataFrame({"feature": ["(intercept)"], "coefficient": [float(np.ravel(clf.intercept_)[0])]})],
             ignore_index=True,
         )
     return out
+
+
+def group_sizes(model: Any) -> dict[str, int]:
+    """Selected feature → number of near-duplicates it represents (itself included), from the ``group`` steps.
+
+    Empty when no chain of the arm groups near-duplicates.
+    """
+    union = getattr(model, "named_steps", {}).get("features")
+    sizes: dict[str, int] = {}
+    for _, _, chain in getattr(union, "transformers_", []):
+        grouper = chain.named_steps.get("group")
+        if grouper is not None:
+            sizes.update(grouper.group_sizes())
+    return sizes
 
 
 @dataclass

@@ -4,8 +4,9 @@ Every classifier handles class imbalance (high grade is typically 20–35 % of c
 fitted *unweighted*: reweighting classes shifts its intercept by log(n_negative / n_positive), so its
 probabilities — which feed the calibration analysis, decision curves and the nomogram — would be biased
 towards 0.5 (a calibration intercept of ≈ −0.6 at 35 % prevalence); its imbalance is handled by the decision
-threshold, chosen on training data (Youden). SVM, random forest and LightGBM reweight classes by inverse
-frequency (``class_weight="balanced"``);
+threshold, chosen on training data (Youden). ``logistic_enet`` is the same model with an elastic-net
+penalty (saga; ``C`` and ``l1_ratio`` tuned), so coefficients of noise features shrink to zero.
+SVM, random forest and LightGBM reweight classes by inverse frequency (``class_weight="balanced"``);
 XGBoost gets ``scale_pos_weight = n_negative / n_positive`` computed on the data it is fitted on (so inside
 CV it is a per-fold quantity, not a whole-cohort one). XGBoost and LightGBM receive plain arrays, because
 their feature-name rules reject FeatureTable names such as ``rad:arterial:…``.
@@ -27,10 +28,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rccgrade.errors import ConfigError
 from rccgrade.models.targets import BinaryClassifierTags, binary_targets
 
-CLASSIFIERS: tuple[str, ...] = ("logistic", "svm", "random_forest", "xgboost", "lightgbm")
+CLASSIFIERS: tuple[str, ...] = ("logistic", "logistic_enet", "svm", "random_forest", "xgboost", "lightgbm")
 
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "logistic": {"C": [0.01, 0.1, 1.0, 10.0]},
+    "logistic_enet": {"C": [0.03, 0.1, 0.3, 1.0], "l1_ratio": [0.2, 0.5, 0.8]},
     "svm": {"C": [0.1, 1.0, 10.0], "gamma": ["scale", 0.01]},
     "random_forest": {"max_depth": [3, 5, None], "min_samples_leaf": [1, 5]},
     "xgboost": {"max_depth": [2, 3, 4], "learning_rate": [0.03, 0.1], "n_estimators": [100, 300]},
@@ -234,6 +236,8 @@ def make_classifier(name: str, seed: int = 0) -> BaseEstimator:
     """
     if name == "logistic":
         return LogisticRegression(C=1.0, max_iter=5000, solver="lbfgs")
+    if name == "logistic_enet":
+        return LogisticRegression(C=0.3, l1_ratio=0.5, solver="saga", max_iter=5000, tol=1e-4, random_state=seed)
     if name == "svm":
         return CalibratedSVM(random_state=seed)
     if name == "random_forest":

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rccgrade.features.settings import SelectionSettings, SelectionStep  # re-exported: selection lives in features/
 
-ClassifierName = Literal["logistic", "svm", "random_forest", "xgboost", "lightgbm"]
+ClassifierName = Literal["logistic", "logistic_enet", "svm", "random_forest", "xgboost", "lightgbm"]
 
 
 class ModelSettings(BaseModel):
