@@ -41,3 +41,17 @@ def test_cli_rejects_unknown_phase(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="venous"):
         CliRunner().invoke(_app(), [str(tmp_path), "--phase", "venous"], catch_exceptions=False)
+
+
+def test_cli_rings_and_kinetic(tmp_path: Path, fast_params: Path) -> None:
+    write_cases(tmp_path / "pre" / "registered", 2)
+    out = tmp_path / "rad"
+    args = [str(tmp_path / "pre"), "--out", str(out), "--params", str(fast_params), "-j", "1", "--no-stability"]
+    args += ["--phase", "arterial", "--phase", "nephrographic", "--ring", "0.3", "--ring", "4", "--kinetic"]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    features = pd.read_parquet(out / "features.parquet")
+    assert "rad:nephrographic@ring4mm:original_firstorder_Mean" in features.columns
+    assert "kin:tumour_mean_nephrographic_minus_arterial" in features.columns
+    assert "ring left missing" in res.output and "arterial@ring0.3mm" in res.output
+    assert len(pd.read_csv(out / "regions_missing.csv")) == 4

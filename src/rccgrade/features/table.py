@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rccgrade.errors import FeatureError
-from rccgrade.features.naming import CLINICAL, DEEP, PREFIX_OF_KIND, RADIOMICS
+from rccgrade.features.naming import CLINICAL, DEEP, KINETIC, PREFIX_OF_KIND, RADIOMICS
 
-SOURCES: tuple[str, ...] = tuple(PREFIX_OF_KIND[k] for k in (RADIOMICS, DEEP, CLINICAL))
+SOURCES: tuple[str, ...] = tuple(PREFIX_OF_KIND[k] for k in (RADIOMICS, KINETIC, DEEP, CLINICAL))
 """Column prefixes of the feature sources (:mod:`rccgrade.features.naming`)."""
 _META_KEY = b"rccgrade.settings"
 
@@ -37,7 +37,7 @@ def validate_table(table: pd.DataFrame) -> pd.DataFrame:
         raise FeatureError(f"patients listed twice in a feature table: {dup[:5]}")
     bad = [c for c in table.columns if not isinstance(c, str) or c.split(":", 1)[0] not in SOURCES or ":" not in c]
     if bad:
-        raise FeatureError(f"feature columns must be named 'rad:…', 'deep:…' or 'clin:…'; got {bad[:5]}")
+        raise FeatureError(f"feature columns must be named 'rad:…', 'kin:…', 'deep:…' or 'clin:…'; got {bad[:5]}")
     return table
 
 

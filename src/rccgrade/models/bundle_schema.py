@@ -22,7 +22,7 @@ MODEL_FILE = "model.skops"
 META_FILE = "bundle.json"
 CHECKSUM_FILE = "checksums.json"
 
-ARM_PATTERN = re.compile(r"(clinical|radiomics|combined|stacked|deep:[A-Za-z0-9_]{1,64})")
+ARM_PATTERN = re.compile(r"(clinical|radiomics|kinetic|combined|stacked|deep:[A-Za-z0-9_]{1,64})")
 """Arm names a bundle may carry: the arms of :mod:`rccgrade.models.arms` (``deep:<roi>`` per ROI setting)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -89,7 +89,7 @@ class BundleMeta(BaseModel):
     def _known_arm(cls, value: str) -> str:
         if not ARM_PATTERN.fullmatch(value):
             raise ValueError(
-                f"{value[:60]!r} is not an arm name: use clinical, radiomics, combined, stacked or deep:<roi> "
+                f"{value[:60]!r} is not an arm name: use clinical, radiomics, kinetic, combined, stacked or deep:<roi> "
                 "(letters, digits and '_' only)"
             )
         return value

@@ -98,7 +98,7 @@ def compute_features_for_bundle(
 
     fs = bundle.feature_settings
     needed = bundle.feature_names
-    need_rad = any(c.startswith("rad:") for c in needed)
+    need_rad = any(c.startswith(("rad:", "kin:")) for c in needed)  # kinetic features come with radiomics
     rois = sorted({c.split(":")[1] for c in needed if c.startswith("deep:")})
     need_clin = any(c.startswith("clin:") for c in needed)
     for stage, wanted in (("preprocess", need_rad or bool(rois)), ("radiomics", need_rad), ("deep", bool(rois))):

@@ -53,11 +53,22 @@ def radiomics_command(
     perturbations: int = typer.Option(4, "--perturbations", min=2, help="Perturbed copies per case for the ICC."),
     threshold: float = typer.Option(0.75, "--icc-threshold", help="ICC below which a feature is marked unstable."),
     seed: int = typer.Option(0, "--seed", help="Seed of the perturbations."),
+    rings: list[float] = typer.Option(
+        [], "--ring", help="Peritumoural ring out to N mm from the tumour border (repeat: --ring 2 --ring 5)."
+    ),
+    ring_hu_min: float = typer.Option(-100.0, "--ring-hu-min", help="Lowest HU of a ring voxel (soft tissue)."),
+    ring_hu_max: float = typer.Option(300.0, "--ring-hu-max", help="Highest HU of a ring voxel (soft tissue)."),
+    kinetic: bool = typer.Option(
+        False, "--kinetic/--no-kinetic", help="Kinetic features between the phases (kin:…; needs two --phase)."
+    ),
 ) -> None:
     """Extract PyRadiomics features (rad:<phase>:<feature>) for every case of SOURCE.
 
-    Images are reoriented to LPS first, finished cases are cached (a re-run extracts only new or
-    changed cases), per-case failures go to failures.csv. Exits with code 1 if any case failed.
+    With --ring N also of the peritumoural ring out to N mm (rad:<phase>@ring<N>mm:<feature>; a ring too small
+    to describe is left missing and listed in regions_missing.csv); with --kinetic also the kinetic features
+    between the phases (kin:<feature>, docs/radiomics.md). Images are reoriented to LPS first, finished cases
+    are cached (a re-run extracts only new or changed cases), per-case failures go to failures.csv. Exits with
+    code 1 if any case failed.
     """
     console = Console()
     try:
@@ -65,6 +76,9 @@ def radiomics_command(
             params=params,
             phases=phases,
             label=label,
+            rings_mm=rings,
+            ring_hu_range=(ring_hu_min, ring_hu_max),
+            kinetic={"enabled": kinetic},
             stability=StabilitySettings(
                 enabled=stability, n_perturbations=perturbations, threshold=threshold, seed=seed
             ),
@@ -104,6 +118,10 @@ def radiomics_command(
     console.print(table)
     for name, path in result.files.items():
         console.print(f"{name}: {escape(str(path))}")
+    if not result.regions_missing.empty:
+        counts = result.regions_missing["phase"].value_counts().sort_index()
+        for region, n in counts.items():
+            console.print(f"[yellow]ring left missing[/] {escape(str(region))}: {n} patient(s) (regions_missing.csv)")
     if not result.failures.empty:
         for rec in result.failures.itertuples(index=False):
             console.print(f"[red]failed[/] {escape(str(rec.patient_id))} {rec.phase}: {escape(str(rec.error))}")

@@ -1,24 +1,27 @@
 """PyRadiomics extraction per phase: canonical orientation, per-case cache, parallel execution.
 
-One work item is one (patient, phase): the phase image (registered onto the mask grid by the
-preprocessing stage) and the mask are read, reoriented to LPS (PyRadiomics lays out its resampling
-grid in index space, so a flipped axis would otherwise change features), and passed to
-``radiomics.featureextractor.RadiomicsFeatureExtractor`` with the validated parameter mapping.
-With stability on, the same item also extracts features from seeded perturbed copies.
+One work item is one (patient, phase) (:mod:`rccgrade.radiomics.job`): the phase image (registered onto the
+mask grid by the preprocessing stage) and the mask are read, reoriented to LPS (PyRadiomics lays out its
+resampling grid in index space, so a flipped axis would otherwise change features), and passed to
+``radiomics.featureextractor.RadiomicsFeatureExtractor`` with the validated parameter mapping. The same item
+describes the peritumoural rings (``radiomics.rings_mm``, :mod:`rccgrade.radiomics.regions`), the tumour's
+intensity statistics for the kinetic features (:mod:`rccgrade.radiomics.kinetic`) and, with stability on,
+seeded perturbed copies.
 
 Every finished item is written at once to ``<out_dir>/cache/<patient>/<phase>-<key>.json`` (``<patient>``:
 :func:`rccgrade.safepath.safe_filename` of the id), where
-``key`` hashes the parameters, label, stability settings, PyRadiomics version and the checksums of
-the two input files. A re-run (or a run killed midway and restarted) extracts only items whose
-cache file is missing, i.e. new or changed cases.
+``key`` hashes the parameters, label, rings, kinetic and stability settings, the payload's version, the
+PyRadiomics version and the checksums of the two input files. A re-run (or a run killed midway and
+restarted) extracts only items whose cache file is missing, i.e. new or changed cases or settings.
+
+The FeatureTable holds ``rad:<phase>:<f>`` (tumour), ``rad:<phase>@ring<N>mm:<f>`` (rings; NaN where a ring
+could not be described, reason in ``regions_missing.csv``) and, with kinetic features on, ``kin:<f>``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,38 +34,37 @@ import SimpleITK as sitk
 
 from rccgrade.cache import file_checksum, stable_hash
 from rccgrade.cohort.types import Cohort
-from rccgrade.errors import FeatureError, ImageError
+from rccgrade.errors import ConfigError, FeatureError, ImageError
 from rccgrade.features.naming import radiomics_column
 from rccgrade.parallel import Outcome, ParallelSettings, ProgressCallback, run_cases
 from rccgrade.preprocess.orientation import CANONICAL, to_canonical
-from rccgrade.radiomics.params import PYKWALIFY_LOCK, load_params
-from rccgrade.radiomics.settings import RadiomicsSettings, StabilitySettings
-from rccgrade.radiomics.stability import perturb, perturbation_rng, stability_table
-from rccgrade.safepath import child_path, identifier_from_filename, safe_filename
+from rccgrade.radiomics.inputs import (  # noqa: F401 - re-exported: the inputs' historical home
+    RadiomicsInput,
+    check_same_grid,
+    inputs_from_cohort,
+    inputs_from_preprocess_dir,
+    read_canonical,
+)
+from rccgrade.radiomics.job import (  # noqa: F401 - re-exported
+    _Job,
+    _run_job,
+    make_extractor,
+    ring_key,
+    run_pyradiomics,
+)
+from rccgrade.radiomics.kinetic import kinetic_row
+from rccgrade.radiomics.params import load_params
+from rccgrade.radiomics.settings import RadiomicsSettings
+from rccgrade.radiomics.stability import stability_table
+from rccgrade.safepath import child_path
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
-"""Bump when the cached payload or the extraction procedure changes meaning."""
-
-_GEOMETRY_TOL = 1e-4
+CACHE_VERSION = 2
+"""Bump when the cached payload or the extraction procedure changes meaning (2: rings and intensity stats)."""
 
 
-@dataclass(frozen=True)
-class RadiomicsInput:
-    """What one patient contributes: a phase → image path mapping and the mask on the same grid.
-
-    Attributes:
-        patient_id: Patient identifier.
-        images: Phase name → image file (or DICOM folder), on the mask's grid.
-        mask: Tumour mask file.
-        label: Tumour label in a multi-label mask (None: the settings' label, else 1).
-    """
-
-    patient_id: str
-    images: dict[str, Path]
-    mask: Path
-    label: int | None = None
+REGION_COLUMNS: tuple[str, ...] = ("patient_id", "phase", "n_voxels", "error")
 
 
 @dataclass
@@ -75,6 +77,8 @@ class RadiomicsResult:
         diagnostics: PyRadiomics ``diagnostics_*`` values, index ``patient_id``, columns
             ``<phase>:<name>`` (kept apart from the features; never model inputs).
         failures: One row per failed (patient, phase): ``patient_id``, ``phase``, ``error``.
+        regions_missing: One row per ring left missing (NaN features) for a patient and phase:
+            ``patient_id``, ``phase`` (``<phase>@ring<N>mm``), ``n_voxels``, ``error``.
         stability: ICC per feature (index ``feature`` = the FeatureTable column), or None when disabled.
         files: Name → path of every file written.
         n_extracted: Items (patient × phase) computed in this run.
@@ -85,221 +89,10 @@ class RadiomicsResult:
     diagnostics: pd.DataFrame
     failures: pd.DataFrame
     stability: pd.DataFrame | None
+    regions_missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REGION_COLUMNS)))
     files: dict[str, Path] = field(default_factory=dict)
     n_extracted: int = 0
     n_cached: int = 0
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One (patient, phase) work item; picklable, sent to workers."""
-
-    patient_id: str
-    phase: str
-    image: Path
-    mask: Path
-    label: int
-    params: dict[str, Any]
-    stability: StabilitySettings | None
-    cache_file: Path
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def inputs_from_cohort(
-    cohort: Cohort, phases: Sequence[str], registered_dir: Path | None = None
-) -> list[RadiomicsInput]:
-    """Radiomics inputs for every case of a cohort.
-
-    Args:
-        cohort: The cohort.
-        phases: Phases wanted.
-        registered_dir: When given, images are ``<registered_dir>/<patient_id>/<phase>.nii.gz`` and the
-            mask ``<registered_dir>/<patient_id>/mask.nii.gz`` (the preprocessing stage's output);
-            otherwise the manifest's own files are used (only valid when they share the mask's grid).
-    """
-    out = []
-    for case in cohort:
-        if registered_dir is not None:
-            folder = child_path(registered_dir, case.patient_id)
-            images = {p: folder / f"{p}.nii.gz" for p in phases}
-            mask = folder / "mask.nii.gz"
-        else:
-            images = {p: Path(case.images[p]) for p in phases if p in case.images}
-            mask = Path(case.mask)
-        out.append(RadiomicsInput(case.patient_id, images, mask, case.label))
-    return out
-
-
-def inputs_from_preprocess_dir(preprocess_dir: Path, phases: Sequence[str]) -> list[RadiomicsInput]:
-    """Radiomics inputs from a preprocessing output folder (``<dir>/registered/<patient_id>/…``).
-
-    Raises:
-        FeatureError: the folder has no ``registered`` sub-folder or no patients in it.
-    """
-    root = Path(preprocess_dir) / "registered"
-    ids_by_name: dict[str, str] = {}
-    status = Path(preprocess_dir) / "status.csv"
-    if status.is_file():
-        ids = pd.read_csv(status, usecols=["patient_id"], dtype=str, keep_default_na=False)["patient_id"]
-        ids_by_name = {safe_filename(p): p for p in ids if p}
-    if not root.is_dir():
-        raise FeatureError(
-            "no 'registered' folder here; run 'rccgrade preprocess' first or pass a manifest", path=preprocess_dir
-        )
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        # folder names are safepath names of the ids; the preprocessing status table holds the originals
-        pid = ids_by_name.get(folder.name) or identifier_from_filename(folder.name)
-        if pid is None:
-            log.warning("skipping %s: not a patient folder written by preprocessing", folder)
-            continue
-        images = {p: folder / f"{p}.nii.gz" for p in phases}
-        out.append(RadiomicsInput(pid, images, folder / "mask.nii.gz"))
-    if not out:
-        raise FeatureError("no patient folders under registered/", path=root)
-    return out
-
-
-# --------------------------------------------------------------------------- one item
-
-
-def read_canonical(path: Path, patient_id: str, what: str) -> sitk.Image:
-    """Read an image or mask and reorient it to LPS (no interpolation).
-
-    Raises:
-        ImageError: missing or unreadable file, or not 3D.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(
-            f"{what} file not found; check the manifest or re-run preprocessing", patient_id=patient_id, path=path
-        )
-    from rccgrade.cohort.io import read_image
-
-    try:
-        image = read_image(path, patient_id=patient_id)
-    except ImageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - e.g. a DICOM folder SimpleITK cannot parse
-        raise ImageError(
-            f"cannot read {what}: {str(exc).strip().splitlines()[-1]}", patient_id=patient_id, path=path
-        ) from None
-    if image.GetDimension() != 3:
-        raise ImageError(f"{what} is {image.GetDimension()}D; a 3D volume is needed", patient_id=patient_id, path=path)
-    return to_canonical(image, CANONICAL)
-
-
-def check_same_grid(image: sitk.Image, mask: sitk.Image, patient_id: str, image_path: Path, mask_path: Path) -> None:
-    """Raise :class:`ImageError` unless image and mask share size, spacing, origin and direction."""
-    problems = []
-    if image.GetSize() != mask.GetSize():
-        problems.append(f"size {image.GetSize()} vs {mask.GetSize()}")
-    if not np.allclose(image.GetSpacing(), mask.GetSpacing(), rtol=_GEOMETRY_TOL, atol=_GEOMETRY_TOL):
-        problems.append(f"spacing {image.GetSpacing()} vs {mask.GetSpacing()}")
-    if not np.allclose(image.GetOrigin(), mask.GetOrigin(), rtol=_GEOMETRY_TOL, atol=1e-3):
-        problems.append(f"origin {image.GetOrigin()} vs {mask.GetOrigin()}")
-    if not np.allclose(image.GetDirection(), mask.GetDirection(), atol=_GEOMETRY_TOL):
-        problems.append("direction")
-    if problems:
-        raise ImageError(
-            f"image and mask ({mask_path}) are on different grids ({'; '.join(problems)}); extract from the "
-            "registered phases written by 'rccgrade preprocess' (<preprocess_dir>/registered/)",
-            patient_id=patient_id,
-            path=image_path,
-        )
-
-
-def make_extractor(params: dict[str, Any]) -> Any:
-    """A ``RadiomicsFeatureExtractor`` configured from a validated parameter mapping."""
-    from radiomics.featureextractor import RadiomicsFeatureExtractor
-
-    import radiomics
-
-    radiomics.setVerbosity(logging.ERROR)
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
-    # PyRadiomics validates the mapping with pykwalify, whose YAML schema loading is not thread-safe:
-    # Dask workers running several threads would otherwise fail with ruamel ParserErrors.
-    with PYKWALIFY_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # pykwalify loads schemaFuncs with load_module()
-        return RadiomicsFeatureExtractor(json.loads(json.dumps(params)))
-
-
-def _to_float(value: Any) -> float:
-    return float(np.asarray(value, dtype=np.float64))
-
-
-def _jsonable_diag(value: Any) -> Any:
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def run_pyradiomics(
-    extractor: Any, image: sitk.Image, mask: sitk.Image, label: int, patient_id: str, source: Path
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Features and diagnostics of one image/mask pair.
-
-    Raises:
-        FeatureError: PyRadiomics rejected the ROI (empty label, too small …).
-    """
-    try:
-        result = extractor.execute(image, mask, label=label)
-    except (ValueError, RuntimeError, IndexError) as exc:
-        raise FeatureError(
-            f"PyRadiomics failed: {exc}. Check the mask holds label {label} with enough voxels "
-            "(use --label for a multi-label mask)",
-            patient_id=patient_id,
-            path=source,
-        ) from None
-    features: dict[str, float] = {}
-    diagnostics: dict[str, Any] = {}
-    for name, value in result.items():
-        if name.startswith("diagnostics_"):
-            diagnostics[name] = _jsonable_diag(value)
-        else:
-            features[name] = _to_float(value)
-    return features, diagnostics
-
-
-def _run_job(job: _Job) -> dict[str, Any]:
-    """Extract one (patient, phase) item, write its cache file, return the payload (worker side)."""
-    image = read_canonical(job.image, job.patient_id, f"{job.phase} image")
-    mask = read_canonical(job.mask, job.patient_id, "mask")
-    check_same_grid(image, mask, job.patient_id, job.image, job.mask)
-    extractor = make_extractor(job.params)
-    features, diagnostics = run_pyradiomics(extractor, image, mask, job.label, job.patient_id, job.image)
-    perturbed: list[dict[str, float]] = []
-    if job.stability is not None:
-        binary = sitk.Cast(mask == job.label, sitk.sitkUInt8)
-        for copy in range(job.stability.n_perturbations):
-            rng = perturbation_rng(job.stability.seed, job.patient_id, copy)
-            p_image, p_mask = perturb(image, binary, rng, job.stability)
-            p_feats, _ = run_pyradiomics(extractor, p_image, p_mask, 1, job.patient_id, job.image)
-            perturbed.append(p_feats)
-    payload = {
-        "patient_id": job.patient_id,
-        "phase": job.phase,
-        "features": features,
-        "diagnostics": diagnostics,
-        "perturbed": perturbed,
-    }
-    _write_json(job.cache_file, payload)
-    return payload
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, allow_nan=True))
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- batch
@@ -319,7 +112,34 @@ def settings_fingerprint(settings: RadiomicsSettings, params: dict[str, Any]) ->
         "label": settings.label,
         "orientation": CANONICAL,
         "stability": settings.stability.model_dump(mode="json") if settings.stability.enabled else None,
+        "rings_mm": list(settings.rings_mm),
+        "ring_hu_range": list(settings.ring_hu_range),
+        "ring_min_voxels": settings.ring_min_voxels,
+        "kinetic": settings.kinetic.model_dump(mode="json") if settings.kinetic.enabled else None,
     }
+
+
+def check_delta_features(settings: RadiomicsSettings, params: dict[str, Any]) -> None:
+    """Refuse kinetic delta features whose image type or feature class the parameter file does not extract.
+
+    Raises:
+        ConfigError: naming the features and the parameter file.
+    """
+    image_types = {str(t).lower() for t in (params.get("imageType") or {"Original": {}})}
+    classes = params.get("featureClass")
+    bad = []
+    for name in settings.kinetic.delta_features:
+        parts = name.split("_")
+        image_type = parts[0].split("-")[0] if parts else ""
+        ok = len(parts) >= 3 and image_type in image_types and (classes is None or parts[1] in classes)
+        if not ok:
+            bad.append(name)
+    if bad:
+        raise ConfigError(
+            f"radiomics.kinetic.delta_features: {bad} are not extracted by the parameter file {settings.params!r} "
+            "(names look like 'original_glcm_Contrast': image type, feature class, feature); remove them or "
+            "enable their image type and class"
+        )
 
 
 def extract_radiomics(
@@ -361,6 +181,10 @@ def extract_radiomics(
         raise FeatureError(f"patients listed twice: {dups[:5]}; each patient_id must appear once")
     params = load_params(settings.params)
     fingerprint = settings_fingerprint(settings, params)
+    # the per-item cache depends on what the item computes: not on the kinetic formulas (applied when assembling)
+    item_fingerprint = {**fingerprint, "kinetic": None, "percentiles": list(settings.kinetic.percentiles)}
+    if settings.kinetic.enabled:
+        check_delta_features(settings, params)
     stab = settings.stability if settings.stability.enabled else None
 
     failures: list[dict[str, str]] = []
@@ -389,7 +213,7 @@ def extract_radiomics(
                 err = ImageError(f"cannot read input: {exc}", patient_id=inp.patient_id, path=image)
                 failures.append({"patient_id": inp.patient_id, "phase": phase, "error": str(err)})
                 continue
-            key = stable_hash(fingerprint, label, sums)
+            key = stable_hash(item_fingerprint, label, sums)
             cache_file = child_path(child_path(out_dir / "cache", inp.patient_id), f"{phase}-{key}.json")
             if cache_file.is_file():
                 try:
@@ -397,7 +221,22 @@ def extract_radiomics(
                     continue
                 except (OSError, ValueError):
                     log.warning("unreadable cache file %s; extracting again", cache_file)
-            todo.append(_Job(inp.patient_id, phase, Path(image), Path(inp.mask), label, params, stab, cache_file))
+            todo.append(
+                _Job(
+                    inp.patient_id,
+                    phase,
+                    Path(image),
+                    Path(inp.mask),
+                    label,
+                    params,
+                    stab,
+                    cache_file,
+                    rings_mm=tuple(settings.rings_mm),
+                    ring_hu_range=(float(settings.ring_hu_range[0]), float(settings.ring_hu_range[1])),
+                    ring_min_voxels=settings.ring_min_voxels,
+                    percentiles=tuple(settings.kinetic.percentiles),
+                )
+            )
 
     n_cached = len(payloads)
     log.info("radiomics: %d item(s) cached, %d to extract", n_cached, len(todo))
@@ -417,6 +256,34 @@ def extract_radiomics(
     return result
 
 
+def _phase_row(phase: str, payload: dict[str, Any], pid: str, missing: list[dict[str, Any]]) -> dict[str, float]:
+    """The tumour's and rings' columns of one phase; a ring that could not be described is listed in ``missing``."""
+    row = {radiomics_column(phase, k): v for k, v in payload["features"].items()}
+    for key, ring in payload.get("rings", {}).items():
+        if "features" in ring:
+            row.update({radiomics_column(phase, k, float(key)): v for k, v in ring["features"].items()})
+        else:
+            region = radiomics_column(phase, "", float(key))[len("rad:") : -1]
+            n_voxels = ring.get("n_voxels")
+            missing.append({"patient_id": pid, "phase": region, "n_voxels": n_voxels, "error": ring["error"]})
+    return row
+
+
+def _kinetic(
+    pid: str, settings: RadiomicsSettings, payloads: dict[tuple[str, str], dict[str, Any]]
+) -> dict[str, float]:
+    k = settings.kinetic
+    stats = {ph: payloads[(pid, ph)]["intensity"] for ph in settings.phases}
+    feats = {ph: payloads[(pid, ph)]["features"] for ph in settings.phases}
+    try:
+        return kinetic_row(stats, feats, k.percentiles, k.delta_features, k.washout_min_peak_hu)
+    except KeyError as exc:
+        raise ConfigError(
+            f"radiomics.kinetic.delta_features names feature(s) the parameter file does not extract: {exc.args[0]}; "
+            f"remove them or enable their image type and class in {settings.params!r}"
+        ) from None
+
+
 def _assemble(
     inputs: Sequence[RadiomicsInput],
     settings: RadiomicsSettings,
@@ -427,6 +294,7 @@ def _assemble(
     rows: dict[str, dict[str, float]] = {}
     diag_rows: dict[str, dict[str, Any]] = {}
     perturbed: dict[str, list[dict[str, float]]] = {}
+    missing: list[dict[str, Any]] = []
     for inp in inputs:
         pid = inp.patient_id
         if pid in failed:
@@ -436,12 +304,16 @@ def _assemble(
         copies: list[dict[str, float]] = []
         for phase in settings.phases:
             payload = payloads[(pid, phase)]
-            row.update({radiomics_column(phase, k): v for k, v in payload["features"].items()})
+            row.update(_phase_row(phase, payload, pid, missing))
             diag.update({f"{phase}:{k}": v for k, v in payload["diagnostics"].items()})
+            for key, ring in payload.get("rings", {}).items():
+                diag[f"{phase}@ring{key}mm:n_voxels"] = ring.get("n_voxels")
             for i, copy in enumerate(payload.get("perturbed", [])):
                 if len(copies) <= i:
                     copies.append({})
                 copies[i].update({radiomics_column(phase, k): v for k, v in copy.items()})
+        if settings.kinetic.enabled:
+            row.update(_kinetic(pid, settings, payloads))
         rows[pid] = row
         diag_rows[pid] = diag
         perturbed[pid] = copies
@@ -461,7 +333,13 @@ def _assemble(
         )
         if not features.empty:
             stab = stab.reindex([c for c in features.columns if c in stab.index])
-    return RadiomicsResult(features=features, diagnostics=diagnostics, failures=fail_frame, stability=stab)
+    return RadiomicsResult(
+        features=features,
+        diagnostics=diagnostics,
+        failures=fail_frame,
+        stability=stab,
+        regions_missing=pd.DataFrame(missing, columns=list(REGION_COLUMNS)),
+    )
 
 
 def _write_outputs(result: RadiomicsResult, out_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Path]:
@@ -471,7 +349,9 @@ def _write_outputs(result: RadiomicsResult, out_dir: Path, fingerprint: dict[str
         "features": save_table(result.features, out_dir / "features.parquet", settings=fingerprint),
         "diagnostics": out_dir / "diagnostics.csv",
         "failures": out_dir / "failures.csv",
+        "regions_missing": out_dir / "regions_missing.csv",
     }
+    result.regions_missing.to_csv(files["regions_missing"], index=False)
     result.diagnostics.to_csv(files["diagnostics"])
     result.failures.to_csv(files["failures"], index=False)
     if result.stability is not None:

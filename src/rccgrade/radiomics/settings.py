@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rccgrade.cohort.types import PHASES
 
@@ -48,6 +48,74 @@ class StabilitySettings(BaseModel):
     threshold: float = Field(0.75, ge=-1.0, le=1.0)
 
 
+DEFAULT_DELTA_FEATURES: tuple[str, ...] = (
+    "original_firstorder_Entropy",
+    "original_firstorder_Uniformity",
+    "original_firstorder_Skewness",
+    "original_firstorder_Kurtosis",
+    "original_firstorder_InterquartileRange",
+    "original_glcm_Contrast",
+    "original_glcm_Correlation",
+    "original_glcm_JointEntropy",
+    "original_glcm_Idm",
+    "original_glrlm_RunEntropy",
+    "original_glszm_ZoneEntropy",
+    "original_gldm_DependenceEntropy",
+    "original_ngtdm_Coarseness",
+)
+"""First-order and texture features whose change between phases is a kinetic feature by default.
+
+The tumour's mean and percentiles are left out here: their changes are the intensity-kinetic features,
+computed on the registered voxels themselves (:mod:`rccgrade.radiomics.kinetic`). Shape features are left
+out: every phase shares the mask, so their change is 0.
+"""
+
+
+class KineticSettings(BaseModel):
+    """Kinetic features between registered phases (source ``kinetic``, columns ``kin:<feature>``).
+
+    Formulas: :mod:`rccgrade.radiomics.kinetic`. They need at least two of ``radiomics.phases``.
+
+    Attributes:
+        enabled: Compute them (with the radiomics stage, from the same reads of the registered images).
+        percentiles: Percentiles of the tumour's HU values whose enhancement/washout is a feature (besides
+            the mean).
+        washout_min_peak_hu: Floor (HU) of the relative washout's denominator, max(peak, floor): a tumour
+            peaking near 0 HU would otherwise divide by ≈ 0.
+        delta_features: PyRadiomics features (names without the phase, e.g. ``original_glcm_Contrast``)
+            whose later-minus-earlier change between phases is a feature; each must be extracted by the
+            parameter file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    percentiles: list[float] = Field(default_factory=lambda: [10.0, 50.0, 90.0])
+    washout_min_peak_hu: float = Field(20.0, gt=0.0)
+    delta_features: list[str] = Field(default_factory=lambda: list(DEFAULT_DELTA_FEATURES))
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles(cls, value: list[float]) -> list[float]:
+        bad = [q for q in value if not 0.0 <= float(q) <= 100.0]
+        if bad:
+            raise ValueError(f"percentiles must lie in 0 … 100, got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"percentiles listed twice: {value}")
+        return value
+
+    @field_validator("delta_features")
+    @classmethod
+    def _delta_names(cls, value: list[str]) -> list[str]:
+        bad = [f for f in value if not f or ":" in f or f.startswith("diagnostics_")]
+        if bad:
+            raise ValueError(
+                f"delta_features must be PyRadiomics feature names without the phase "
+                f"(e.g. 'original_glcm_Contrast'), got {bad}"
+            )
+        return value
+
+
 class RadiomicsSettings(BaseModel):
     """Settings of PyRadiomics extraction and stability analysis.
 
@@ -59,7 +127,16 @@ class RadiomicsSettings(BaseModel):
         phases: Phases to extract features from (registered onto the mask grid). The reference study
             used the arterial phase only.
         label: Label value of the tumour in the mask; ``None`` uses the case's label or 1.
-        stability: Perturbation/ICC stability analysis.
+        rings_mm: Peritumoural rings: for each N, the voxels outside the tumour within N mm of it (physical
+            distance, anisotropic spacing honoured) and within ``ring_hu_range``; features named
+            ``rad:<phase>@ring<N>mm:<feature>``, every phase, shape features left out (see
+            :mod:`rccgrade.radiomics.regions`). Empty: no rings (the reference study).
+        ring_hu_range: Inclusive HU window of ring voxels in each phase, default −100 … +300 HU (soft tissue:
+            air and bone do not enter a ring; see :data:`rccgrade.radiomics.regions.SOFT_TISSUE_HU`).
+        ring_min_voxels: A ring with fewer voxels (or one voxel thick) is not described: its features are
+            missing (NaN) for that patient and phase, with the reason in ``regions_missing.csv``.
+        kinetic: Kinetic features between phases (``kin:…``).
+        stability: Perturbation/ICC stability analysis (of the tumour region; ring features have no ICC).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -67,6 +144,10 @@ class RadiomicsSettings(BaseModel):
     params: str = "ct_default"
     phases: list[str] = Field(default_factory=lambda: ["arterial"], min_length=1)
     label: int | None = Field(None, ge=1)
+    rings_mm: list[float] = Field(default_factory=list)
+    ring_hu_range: tuple[float, float] = (-100.0, 300.0)
+    ring_min_voxels: int = Field(10, ge=1)
+    kinetic: KineticSettings = KineticSettings()
     stability: StabilitySettings = StabilitySettings()
 
     @field_validator("params")
@@ -108,3 +189,49 @@ class RadiomicsSettings(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"phases listed twice: {value}")
         return value
+
+    @field_validator("rings_mm")
+    @classmethod
+    def _rings(cls, value: list[float]) -> list[float]:
+        bad = [r for r in value if not 0.0 < float(r) <= 100.0]
+        if bad:
+            raise ValueError(f"ring distances must lie in (0, 100] mm, got {bad}")
+        names = [f"{float(r):g}" for r in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rings listed twice: {value}")
+        return [float(r) for r in value]
+
+    @field_validator("ring_hu_range")
+    @classmethod
+    def _hu_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if float(value[0]) >= float(value[1]):
+            raise ValueError(f"ring_hu_range must be [low, high] with low < high, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _kinetic_needs_phases(self) -> RadiomicsSettings:
+        if self.kinetic.enabled and len(self.phases) < 2:
+            raise ValueError(
+                f"kinetic features compare phases: radiomics.phases lists {self.phases}; list at least two "
+                "(e.g. [arterial, nephrographic, excretory]) or set radiomics.kinetic.enabled: false"
+            )
+        return self
+
+
+def methods_sentence(settings: RadiomicsSettings) -> str:
+    """The rings and kinetic features of a run in words, for the report's methods (empty when both are off)."""
+    parts = []
+    if settings.rings_mm:
+        lo, hi = settings.ring_hu_range
+        rings = ", ".join(f"{r:g}" for r in settings.rings_mm)
+        parts.append(
+            f"peritumoural rings out to {rings} mm from the tumour border (Euclidean distance in mm, voxels of "
+            f"{lo:g} to {hi:g} HU only; shape features left out)"
+        )
+    if settings.kinetic.enabled:
+        stats = ", ".join(["mean", *(f"p{q:g}" for q in settings.kinetic.percentiles)])
+        parts.append(
+            f"kinetic features between the phases (enhancement and washout of the tumour's {stats}, and the "
+            f"change of {len(settings.kinetic.delta_features)} first-order and texture features)"
+        )
+    return ("Also " + "; ".join(parts) + ". ") if parts else ""

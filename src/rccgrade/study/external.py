@@ -28,7 +28,7 @@ from rccgrade.cohort.manifest_info import manifest_phases
 from rccgrade.cohort.types import PHASES
 from rccgrade.config import dump_config
 from rccgrade.errors import ConfigError, ModelError, RccgradeError
-from rccgrade.features.naming import CLINICAL, DEEP, RADIOMICS, STACKED, kinds_of_columns
+from rccgrade.features.naming import CLINICAL, DEEP, KINETIC, RADIOMICS, STACKED, kinds_of_columns
 from rccgrade.study.context import StudyContext, StudyObserver, need
 from rccgrade.study.lock import run_lock
 from rccgrade.study.outputs import FigurePaths
@@ -203,9 +203,9 @@ def _evaluate(
         needed |= kinds_of_columns(b.feature_names)
     run_stage(ctx, CohortStage(check_folds=False))
     tables = []
-    if needed & {RADIOMICS, DEEP}:
+    if needed & {RADIOMICS, KINETIC, DEEP}:
         run_stage(ctx, PreprocessStage())
-    if RADIOMICS in needed:
+    if needed & {RADIOMICS, KINETIC}:  # kinetic features come from the radiomics stage
         tables.append(need(run_stage(ctx, RadiomicsStage(always=True)), "radiomics").table)
     if DEEP in needed:
         tables.append(need(run_stage(ctx, DeepStage(always=True)), "deep").table)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rccgrade.config import StudyConfig
 from rccgrade.deep.settings import DeepSettings
+from rccgrade.radiomics.settings import methods_sentence
 
 
 def summary_paragraphs(
@@ -102,6 +103,7 @@ def methods_paragraphs(
         f"Radiomics: PyRadiomics{' ' + pyradiomics if pyradiomics else ''} on the {', '.join(rad.phases)} phase(s) "
         f"with the '{Path(str(rad.params)).stem}' parameters; stability by ICC under perturbations "
         f"({'on' if rad.stability.enabled else 'off'}). "
+        + methods_sentence(rad)
         + deep_text
         + " Clinical variables as recorded, imputed inside each model.",
         f"Models: {mod.classifier} classifiers per arm ({', '.join(mod.arms)}), selection steps "

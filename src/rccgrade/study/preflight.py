@@ -40,7 +40,12 @@ def check_config(config: StudyConfig) -> None:
     unknown = [a for a in m.arm_classifiers if a not in m.arms and not (a.startswith("deep:") and "deep:*" in m.arms)]
     if unknown:
         raise ConfigError(f"models.arm_classifiers names arms that are not in models.arms: {unknown}")
-    if needs_source(config, "radiomics"):
+    if needs_source(config, "kinetic") and not config.radiomics.kinetic.enabled:
+        raise ConfigError(
+            "an arm (or models.combined_sources) uses the 'kinetic' source but radiomics.kinetic.enabled is false; "
+            "turn it on (with at least two radiomics.phases) or remove 'kinetic'"
+        )
+    if needs_source(config, "radiomics") or needs_source(config, "kinetic"):
         from rccgrade.radiomics.params import load_params
 
         load_params(config.radiomics.params)

@@ -1,4 +1,12 @@
-"""Stage ``radiomics``: PyRadiomics features of the registered phases, with the ICC stability table."""
+"""Stage ``radiomics``: PyRadiomics features of the registered phases, with the ICC stability table.
+
+Every phase of ``radiomics.phases`` is read from the preprocessing stage's ``registered/`` folder (all on the
+mask phase's grid), so ``rad:<phase>:…`` columns describe the same tumour voxels in each phase; the
+peritumoural rings (``rad:<phase>@ring<N>mm:…``) and the kinetic features (``kin:…``, source ``kinetic``)
+come from the same items and land in the same FeatureTable. A ring that cannot be described for a patient
+leaves that ring's features missing (NaN, imputed inside the models from training patients) and is listed in
+``regions_missing.csv`` and a warning, never a failure of the patient.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +28,16 @@ class RadiomicsStage:
     name = "radiomics"
     description = "PyRadiomics features and stability"
     requires: tuple[str, ...] = ("cohort", "preprocess")
-    version = "radiomics-1"
+    version = "radiomics-2"
 
     def __init__(self, always: bool = False) -> None:
         self.always = always
 
     def run(self, ctx: StudyContext, record: StageRecord) -> RadiomicsOutput | None:
-        """Extract (or reuse) the features; skipped when no arm uses radiomics."""
-        if not self.always and not needs_source(ctx.config, "radiomics"):
+        """Extract (or reuse) the features; skipped when no arm uses radiomics or kinetic features."""
+        if not self.always and not (needs_source(ctx.config, "radiomics") or needs_source(ctx.config, "kinetic")):
             record.status = "skipped"
-            record.detail = "no arm uses radiomics"
+            record.detail = "no arm uses radiomics or kinetic features"
             return None
         from rccgrade.features.table import load_table
         from rccgrade.radiomics.extract import extract_radiomics
@@ -45,15 +53,27 @@ class RadiomicsStage:
                 cohort, folder, settings, ctx.parallel, progress, registered_dir=pre.folder / "registered"
             )
             n_feat = res.features.shape[1]
+            n_kin = sum(str(c).startswith("kin:") for c in res.features.columns)
+            missing = res.regions_missing
             return {
                 "n_patients": int(res.features.shape[0]),
                 "n_features": int(n_feat),
+                "n_kinetic": int(n_kin),
                 "failures": res.failures.to_dict(orient="records"),
+                "regions_missing": {str(k): int(v) for k, v in missing["phase"].value_counts().sort_index().items()},
                 "stability": res.stability is not None,
-                "detail": f"{res.features.shape[0]} patients × {n_feat} features",
+                "detail": f"{res.features.shape[0]} patients × {n_feat} features"
+                + (f" ({n_kin} kinetic)" if n_kin else "")
+                + (f"; {len(missing)} ring(s) left missing" if len(missing) else ""),
             }
 
-        folder, _ = cached(ctx, record, self.version, (settings, pre.key, sorted(cohort.patient_ids)), compute)
+        folder, manifest = cached(ctx, record, self.version, (settings, pre.key, sorted(cohort.patient_ids)), compute)
+        for region, n in (manifest.get("regions_missing") or {}).items():
+            ctx.warn(
+                f"radiomics: the {region} ring could not be described for {n} patient(s) (too few soft-tissue "
+                "voxels); its features are missing there and imputed inside the models (reasons: "
+                f"{folder / 'regions_missing.csv'})"
+            )
         table, _ = load_table(folder / "features.parquet")
         stab = folder / "stability.csv"
         stability = pd.read_csv(stab, index_col="feature") if stab.is_file() else None
