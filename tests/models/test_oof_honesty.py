@@ -4,7 +4,7 @@
   other folds, with folds built here by scikit-learn (not by the code under test).
 * A memorising classifier (1-nearest-neighbour on a unique patient number) has apparent AUC 1 and OOF
   AUC ≈ 0.5 in every arm, including the repeated-CV OOF of ``models.split``.
-* The stacked meta-learner is fitted on the base arms' OOF logits, not on their apparent ones.
+* The stacked (non-negative) meta-learner is fitted on the base arms' OOF logits, not on their apparent ones.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 
 from rccgrade.models import arms as arms_module
 from rccgrade.models.arms import ArmsResult, fit_arms
+from rccgrade.models.stacking import NonNegativeLogisticRegression
 
 EPS = 1e-6  # the documented clipping of probabilities before the stacked arm's logit
 
@@ -56,7 +56,7 @@ def test_oof_probability_equals_refit_on_the_other_folds(signal_fit: tuple[Any, 
     Z = _logit(res.oof_proba[base].to_numpy())
     expected = np.full(len(y), np.nan)
     for tr, te in folds:
-        meta = LogisticRegression(C=1.0, max_iter=5000).fit(Z[tr], y.iloc[tr])
+        meta = NonNegativeLogisticRegression(C=1.0).fit(Z[tr], y.iloc[tr])
         expected[te] = meta.predict_proba(Z[te])[:, 1]
     np.testing.assert_allclose(res.oof_proba["stacked"].to_numpy(), expected, rtol=1e-7, atol=1e-10)
 
@@ -66,8 +66,8 @@ def test_stacked_meta_learner_is_trained_on_oof_probabilities(signal_fit: tuple[
     stacked = res.models["stacked"]
     base = [name for name, _ in stacked.estimators_]
     assert base == ["clinical", "radiomics", "deep:box"]
-    on_oof = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(res.oof_proba[base].to_numpy()), res.y_train)
-    on_apparent = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(res.train_proba[base].to_numpy()), res.y_train)
+    on_oof = NonNegativeLogisticRegression(C=1.0).fit(_logit(res.oof_proba[base].to_numpy()), res.y_train)
+    on_apparent = NonNegativeLogisticRegression(C=1.0).fit(_logit(res.train_proba[base].to_numpy()), res.y_train)
     np.testing.assert_allclose(stacked.meta_.coef_, on_oof.coef_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(stacked.meta_.intercept_, on_oof.intercept_, rtol=1e-6, atol=1e-8)
     assert np.abs(on_apparent.coef_ - on_oof.coef_).max() > 1e-3  # the check can tell the two apart
@@ -89,7 +89,7 @@ def test_stacked_classifier_fit_uses_oof_probabilities(
     for tr, te in _folds(y, 3, 4):
         for j, (_, est) in enumerate(arms):
             oof[te, j] = clone(est).fit(table.iloc[tr], y.iloc[tr]).predict_proba(table.iloc[te])[:, 1]
-    meta = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(oof), y)
+    meta = NonNegativeLogisticRegression(C=1.0).fit(_logit(oof), y)
     np.testing.assert_allclose(model.meta_.coef_, meta.coef_, rtol=1e-6, atol=1e-8)
     base = model.base_probabilities(table)
     assert list(base.columns) == ["clinical", "radiomics"] and base.index.equals(table.index)

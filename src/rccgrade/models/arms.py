@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 
 from rccgrade.errors import ConfigError, ModelError
 from rccgrade.features.clinical import clinical_table  # noqa: F401 - re-exported
@@ -41,16 +39,17 @@ from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' h
 )
 from rccgrade.features.selection import SourceUnion, icc_mapping
 from rccgrade.features.table import validate_table
+from rccgrade.models.auto import resolve_auto
 from rccgrade.models.chain import source_chain
 from rccgrade.models.classifiers import default_grid, make_classifier
+from rccgrade.models.fusion import budgeted_union, fusion_details
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import repeated_cv_oof
-from rccgrade.models.targets import BinaryClassifierTags, binary_targets
+from rccgrade.models.stacking import _EPS, StackedClassifier, make_meta  # noqa: F401 - StackedClassifier re-exported
+from rccgrade.models.stacking import logit as _logit
 from rccgrade.models.tuning import fit_tuned, make_search, oof_probabilities, stratified_folds
 
 log = logging.getLogger(__name__)
-
-_EPS = 1e-6
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,93 +83,15 @@ def build_arm(
     seed: int = 0,
     stability: Mapping[str, float] | None = None,
     centers: Mapping[str, str] | None = None,
+    classifier: str | None = None,
 ) -> Pipeline:
-    """An unfitted arm estimator (takes the whole FeatureTable)."""
-    union = SourceUnion(
-        [
-            (s, source_prefix(s), source_chain(s, settings, seed, stability, centers))
-            for s in arm_sources(arm, settings, columns)
-        ]
-    )
-    return Pipeline([("features", union), ("clf", make_classifier(classifier_name(arm, settings), seed))])
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-class StackedClassifier(BinaryClassifierTags, ClassifierMixin, BaseEstimator):
-    """Late fusion: logistic regression on the logits of several arms' probabilities.
-
-    ``fit`` fits each base arm on all data and the meta-model on their out-of-fold probabilities (so the
-    meta-model learns how the arms behave on patients they were not fitted on).
-
-    Args:
-        estimators: ``(arm name, unfitted arm estimator)`` pairs.
-        cv: Folds of the out-of-fold predictions.
-        random_state: Seed of the folds.
-    """
-
-    def __init__(self, estimators: Sequence[tuple[str, Any]], cv: int = 5, random_state: int = 0) -> None:
-        self.estimators = estimators
-        self.cv = cv
-        self.random_state = random_state
-
-    def fit(self, X: pd.DataFrame, y: Any) -> StackedClassifier:
-        """Fit the base arms and the meta-model (a FeatureTable goes to the arms as it is)."""
-        X, y = _validated(self, X, y, reset=True)
-        y = binary_targets(self, y)
-        folds = stratified_folds(y, self.cv, self.random_state)
-        fitted, oof = [], []
-        for name, est in self.estimators:
-            fitted.append((name, clone(est).fit(X, y)))
-            oof.append(cross_val_predict(clone(est), X, y, cv=folds, method="predict_proba")[:, 1])
-        return self._set_fitted(fitted, np.column_stack(oof), y)
-
-    def _set_fitted(self, fitted: list[tuple[str, Any]], oof: np.ndarray, y: np.ndarray) -> StackedClassifier:
-        self.estimators_ = list(fitted)
-        self.meta_ = LogisticRegression(C=1.0, max_iter=5000).fit(_logit(oof), y)
-        if not hasattr(self, "classes_"):
-            self.classes_ = np.array([0, 1])
-        return self
-
-    @classmethod
-    def from_fitted(
-        cls, fitted: Sequence[tuple[str, Any]], oof: np.ndarray, y: Any, cv: int = 5, random_state: int = 0
-    ) -> StackedClassifier:
-        """Build from already-fitted arms and their OOF probabilities (no refitting of the arms)."""
-        est = cls(estimators=[(n, clone(e)) for n, e in fitted], cv=cv, random_state=random_state)
-        return est._set_fitted(list(fitted), np.asarray(oof), np.asarray(y).astype(np.int64))
-
-    def base_probabilities(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Each base arm's probability of high grade."""
-        check_is_fitted(self, "meta_")
-        if hasattr(self, "n_features_in_"):  # fitted here (not assembled by from_fitted): check the input
-            X, _ = _validated(self, X, reset=False)
-        return pd.DataFrame(
-            {name: est.predict_proba(X)[:, 1] for name, est in self.estimators_}, index=getattr(X, "index", None)
-        )
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Meta-model probabilities, shape (n, 2)."""
-        base = self.base_probabilities(X).to_numpy()
-        return self.meta_.predict_proba(_logit(base))
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Class with the larger probability."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-
-def _validated(est: Any, X: Any, y: Any = "no_validation", *, reset: bool) -> tuple[Any, Any]:
-    """scikit-learn's input validation; a DataFrame (a FeatureTable) is only checked, never converted."""
-    from sklearn.utils.validation import validate_data
-
-    frame = isinstance(X, pd.DataFrame)
-    if isinstance(y, str) and y == "no_validation":
-        return validate_data(est, X, reset=reset, skip_check_array=frame), None
-    return validate_data(est, X, y, reset=reset, skip_check_array=frame)
+    """An unfitted arm estimator (takes the whole FeatureTable); ``classifier`` overrides the settings'."""
+    entries = [
+        (s, source_prefix(s), source_chain(s, settings, seed, stability, centers))
+        for s in arm_sources(arm, settings, columns)
+    ]
+    union = budgeted_union(entries, settings, seed) if arm == "combined" else SourceUnion(entries)
+    return Pipeline([("features", union), ("clf", make_classifier(classifier or classifier_name(arm, settings), seed))])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,6 +189,8 @@ class ArmsResult:
         best_params: Arm → tuned hyper-parameters.
         repeated_oof: Arm → repeated-CV OOF probabilities (when ``cv_repeats > 0``).
         skipped: Configured single-source arm → why it was not fitted (its source is absent from the table).
+        fusion: Arm → what fusion and ``auto`` learnt (:func:`rccgrade.models.fusion.fusion_details`: stacking
+            weights, source budgets; ``auto``: the chosen classifier and its CV scores), JSON-able.
         settings: The settings used.
         seed: The seed used.
     """
@@ -287,6 +210,7 @@ class ArmsResult:
     seed: int
     repeated_oof: dict[str, pd.DataFrame] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    fusion: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _check_inputs(table: pd.DataFrame, y: pd.Series, train_ids: Sequence[str]) -> tuple[list[str], pd.Series]:
@@ -373,11 +297,15 @@ def fit_arms(
     selected: dict[str, pd.DataFrame] = {}
     best_params: dict[str, dict[str, Any]] = {}
     repeated: dict[str, pd.DataFrame] = {}
+    fusion: dict[str, dict[str, Any]] = {}
     for arm in arms:
         if arm == "stacked":
             continue
-        est = build_arm(arm, list(table.columns), settings, seed, icc, center_map)
-        grid = {f"clf__{k}": v for k, v in default_grid(classifier_name(arm, settings), settings.param_grids).items()}
+        union = build_arm(arm, list(table.columns), settings, seed, icc, center_map, "logistic").steps[0][1]
+        arm_settings, fusion[arm] = resolve_auto(arm, settings, union, X_train, y_train, folds, seed)
+        est = build_arm(arm, list(table.columns), arm_settings, seed, icc, center_map)
+        clf_name = classifier_name(arm, arm_settings)
+        grid = {f"clf__{k}": v for k, v in default_grid(clf_name, settings.param_grids).items()}
         search = make_search(
             est, grid, folds, search=settings.search, n_iter=settings.n_iter, scoring=settings.scoring, seed=seed
         )
@@ -391,6 +319,7 @@ def fit_arms(
         test_p[arm] = fitted.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
         thresholds[arm] = choose_threshold(y_train, oof_p[arm])
         selected[arm] = describe_model(fitted)
+        fusion[arm].update(fusion_details(fitted))
         if settings.cv_repeats > 0:
             repeated[arm] = repeated_cv_oof(
                 clone(est).set_params(**params),
@@ -415,9 +344,15 @@ def fit_arms(
     if "stacked" in arms and "stacked" not in skipped:
         oof = np.column_stack([oof_p[a] for a in base])
         stacked = StackedClassifier.from_fitted(
-            [(a, models[a]) for a in base], oof, y_train, cv=folds.n_splits, random_state=seed
+            [(a, models[a]) for a in base],
+            oof,
+            y_train,
+            folds.n_splits,
+            seed,
+            settings.stacking_meta,
+            settings.stacking_c,
         )
-        meta = LogisticRegression(C=1.0, max_iter=5000)
+        meta = make_meta(settings.stacking_meta, settings.stacking_c)
         oof_p["stacked"] = cross_val_predict(meta, _logit(oof), y_train, cv=folds, method="predict_proba")[:, 1]
         models["stacked"] = stacked
         best_params["stacked"] = {}
@@ -425,6 +360,7 @@ def fit_arms(
         test_p["stacked"] = stacked.predict_proba(X_test)[:, 1] if len(tests) else np.empty(0)
         thresholds["stacked"] = choose_threshold(y_train, oof_p["stacked"])
         selected["stacked"] = describe_model(stacked)
+        fusion["stacked"] = fusion_details(stacked)
     fitted_arms = [a for a in arms if a in models]
     return ArmsResult(
         arms=fitted_arms,
@@ -442,6 +378,7 @@ def fit_arms(
         seed=seed,
         repeated_oof=repeated,
         skipped=skipped,
+        fusion={a: fusion[a] for a in fitted_arms if a in fusion},
     )
 
 

@@ -329,6 +329,7 @@ def bundle_from_arms(
             "best_params": result.best_params.get(arm, {}),
             "training_roc": training_roc(result.y_train, result.oof_proba[arm].reindex(result.y_train.index)),
             "logit_covariance": _logit_covariance(result.models[arm], table.loc[result.train_ids]),
+            "fusion": getattr(result, "fusion", {}).get(arm, {}),
         },
     )
 

@@ -145,6 +145,8 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "rccgrade.models.classifiers.BalancedLGBMClassifier",
     "rccgrade.models.classifiers.BalancedXGBClassifier",
     "rccgrade.models.classifiers.CalibratedSVM",
+    "rccgrade.models.fusion.BudgetedSourceUnion",
+    "rccgrade.models.stacking.NonNegativeLogisticRegression",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rccgrade.features.settings import SelectionSettings, SelectionStep  # re-exported: selection lives in features/
 
 ClassifierName = Literal["logistic", "logistic_enet", "svm", "random_forest", "xgboost", "lightgbm"]
+AutoClassifier = Literal["auto"]
+"""``classifier: auto`` picks a classifier per arm by cross-validation on the training patients."""
 
 
 class ModelSettings(BaseModel):
@@ -37,13 +39,25 @@ class ModelSettings(BaseModel):
             ``deep:*``.
         stacked_arms: Arms whose OOF probabilities the ``stacked`` arm combines; None: every single-source arm.
         threshold: How the decision threshold is chosen on training (OOF) probabilities.
+        auto_candidates: Classifiers ``classifier: auto`` chooses among (``logistic`` is the L2 logistic
+            regression on the LASSO-selected features: the "LR-LASSO" chain; ``logistic_enet`` the elastic-net
+            one), by cross-validated AUC on the training folds (:mod:`rccgrade.models.auto`).
+        stacking_meta: Meta-model of ``stacked``: ``nonnegative`` (logistic regression with weights ≥ 0, so a
+            noise source gets weight 0; :mod:`rccgrade.models.stacking`) or ``logistic`` (unconstrained).
+        stacking_c: Inverse ridge strength of the meta-model (scikit-learn's ``C``); None: no penalty.
+        combined_selection: ``budgets``: each source of ``combined`` keeps at most a budget of its selected
+            features (mRMR order), the budgets chosen by inner CV on the training patients, so a noise source
+            can get 0 (:mod:`rccgrade.models.fusion`); ``union``: every source's selected features.
+        combined_budgets: Budgets a source may get (0 = leave the source out).
+        combined_budget_cv: Folds of the inner CV that chooses the budgets.
+        combined_min_gain: Inner-CV AUC a change of budget must add to be accepted (favours fewer features).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     arms: list[str] = ["clinical", "radiomics", "deep:*", "combined", "stacked"]
-    classifier: ClassifierName = "logistic"
-    arm_classifiers: dict[str, ClassifierName] = {}
+    classifier: ClassifierName | AutoClassifier = "logistic"
+    arm_classifiers: dict[str, ClassifierName | AutoClassifier] = {}
     param_grids: dict[str, dict[str, list[Any]]] = {}
     search: Literal["grid", "random"] = "grid"
     n_iter: int = Field(20, ge=1)
@@ -57,3 +71,35 @@ class ModelSettings(BaseModel):
     combined_sources: list[str] = ["clinical", "radiomics", "deep:*"]
     stacked_arms: list[str] | None = None
     threshold: Literal["youden"] = "youden"
+    auto_candidates: list[ClassifierName] = [
+        "logistic",
+        "logistic_enet",
+        "svm",
+        "random_forest",
+        "xgboost",
+        "lightgbm",
+    ]
+    stacking_meta: Literal["nonnegative", "logistic"] = "nonnegative"
+    stacking_c: float | None = Field(1.0, gt=0)
+    combined_selection: Literal["budgets", "union"] = "budgets"
+    combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
+    combined_budget_cv: int = Field(5, ge=2)
+    combined_min_gain: float = Field(0.005, ge=0, lt=0.5)
+
+    @field_validator("auto_candidates")
+    @classmethod
+    def _candidates(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one classifier for classifier: auto")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a classifier twice: {value}")
+        return value
+
+    @field_validator("combined_budgets")
+    @classmethod
+    def _budgets(cls, value: list[int]) -> list[int]:
+        if any(b < 0 for b in value):
+            raise ValueError(f"budgets are numbers of features (>= 0); got {value}")
+        if not any(b > 0 for b in value):
+            raise ValueError(f"needs at least one budget above 0 (0 alone would leave every source out); got {value}")
+        return sorted(set(value))
