@@ -87,7 +87,7 @@ def _auc(y: pd.Series, p: np.ndarray | pd.Series) -> float:
     return float(roc_auc_score(y.to_numpy(), np.asarray(p, dtype=float)))
 
 
-def _model_settings(config: Path, arms: list[str], sources: list[str]) -> Any:
+def _model_settings(config: Path, arms: list[str], sources: list[str], nested_oof: bool | None) -> Any:
     import yaml
 
     from rccgrade.models.settings import ModelSettings
@@ -96,6 +96,8 @@ def _model_settings(config: Path, arms: list[str], sources: list[str]) -> Any:
     raw["arms"] = arms
     raw["combined_sources"] = sources
     raw.pop("stacked_arms", None)
+    if nested_oof is not None:
+        raw["nested_oof"] = nested_oof
     return ModelSettings(**raw)
 
 
@@ -188,6 +190,13 @@ def main() -> None:
     parser.add_argument("--noise-seed", type=int, default=77)
     parser.add_argument("--noise-width", type=int, default=NOISE_WIDTH)
     parser.add_argument("--methods", default="plain,truth,paper,noise,ext")
+    parser.add_argument(
+        "--nested-oof",
+        choices=["config", "on", "off"],
+        default="config",
+        help="override models.nested_oof (off: the OOF probabilities stacking learns from use the tuned "
+        "parameters instead of re-tuning per fold; the other arms' test AUCs do not depend on it)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal.json")
     parser.add_argument("--table-only", action="store_true", help="regenerate signal.md from signal.json")
@@ -204,6 +213,7 @@ def main() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
     methods = set(args.methods.split(","))
+    nested = {"config": None, "on": True, "off": False}[args.nested_oof]
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = list(os.getloadavg())
     result: dict[str, Any] = {"benchmark": "signal", "started_utc": started, "note": args.note, "cohorts": {}}
@@ -217,6 +227,7 @@ def main() -> None:
         "extended_config": None if args.extended_config is None else str(args.extended_config),
         "methods": sorted(methods),
         "workers": args.workers,
+        "nested_oof": args.nested_oof,
     }
     for spec in args.cohorts.split(","):
         cohort, _, own_tag = spec.partition("@")  # ``name@tag``: this cohort's tables carry another tag
@@ -228,7 +239,7 @@ def main() -> None:
         splits = make_splits(y, args.splits, args.split_seed)
         arm_runs: list[tuple[str, Any, pd.DataFrame | None]] = []
         if "paper" in methods:
-            arm_runs.append(("paper", _model_settings(args.config, ARMS, ["clinical", "radiomics"]), None))
+            arm_runs.append(("paper", _model_settings(args.config, ARMS, ["clinical", "radiomics"], nested), None))
         if "noise" in methods:
             rng = np.random.default_rng([args.noise_seed, len(table)])
             noise = pd.DataFrame(
@@ -237,13 +248,12 @@ def main() -> None:
                 columns=[f"deep:noise:f{i:04d}" for i in range(args.noise_width)],
             )
             settings = _model_settings(
-                args.config, ["deep:noise", "combined", "stacked"], ["clinical", "radiomics", "deep:noise"]
+                args.config, ["deep:noise", "combined", "stacked"], ["clinical", "radiomics", "deep:noise"], nested
             )
             settings = settings.model_copy(update={"stacked_arms": ["clinical", "radiomics", "deep:noise"]})
             # the stacked arm needs its base arms fitted: add them to this run (their AUCs equal paper's)
             settings = settings.model_copy(update={"arms": ["clinical", "radiomics", *settings.arms]})
             arm_runs.append(("noise", settings, noise))
-        jobs_table = table
         ext_table = load_cohort(args.cache, cohort, args.extended_tag) if args.extended_config else None
         if "ext" in methods and ext_table is not None and args.extended_config is not None:
             missing = sorted(set(table.index) - set(ext_table.index))
@@ -251,36 +261,48 @@ def main() -> None:
                 print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
             else:
                 arm_runs.append(
-                    ("ext", _model_settings(args.extended_config, ARMS, ["clinical", "radiomics", "kinetic"]), None)
+                    (
+                        "ext",
+                        _model_settings(args.extended_config, ARMS, ["clinical", "radiomics", "kinetic"], nested),
+                        None,
+                    )
                 )
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
         t0 = time.perf_counter()
-        jobs = []
-        for s in splits:
-            runs = [r for r in arm_runs if r[0] != "ext"]
-            jobs.append({"table": jobs_table, "split": s, "methods": methods, "arm_runs": runs})
-            if any(r[0] == "ext" for r in arm_runs):
-                ext_only = [r for r in arm_runs if r[0] == "ext"]
-                jobs.append({"table": ext_table.loc[table.index], "split": s, "methods": set(), "arm_runs": ext_only})
-        records = [r for rs in Parallel(n_jobs=args.workers)(delayed(run_split)(j) for j in jobs) for r in rs]
-        result["cohorts"][cohort] = {
-            "n_patients": len(table),
-            "prevalence": float(y.mean()),
-            "n_radiomics_features": sum(c.startswith("rad:") for c in table.columns),
-            "centres": {str(k): int(v) for k, v in table["truth:center"].value_counts().sort_index().items()},
-            "split_seeds": [s["seed"] for s in splits],
-            "wall_s": time.perf_counter() - t0,
-            "records": records,
-            "summary": summarise(records),
-        }
-        print(json.dumps(result["cohorts"][cohort]["summary"], indent=1)[:3000], flush=True)
+        # one job per (split, method group), cheap groups first, so results land in order of cost: the plain
+        # chain and the references for every split, then each arm run split by split
+        jobs: list[dict[str, Any]] = [
+            {"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []} for s in splits
+        ]
+        for run in arm_runs:
+            run_table = ext_table.loc[table.index] if run[0] == "ext" and ext_table is not None else table
+            jobs += [{"table": run_table, "split": s, "methods": set(), "arm_runs": [run]} for s in splits]
+        records: list[dict[str, Any]] = []
+        # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
+        # deadline keeps what it measured; ``n_splits`` per method says how many)
+        for rs in Parallel(n_jobs=args.workers, return_as="generator")(delayed(run_split)(j) for j in jobs):
+            records.extend(rs)
+            result["cohorts"][cohort] = {
+                "n_patients": len(table),
+                "prevalence": float(y.mean()),
+                "n_radiomics_features": sum(c.startswith("rad:") for c in table.columns),
+                "centres": {str(k): int(v) for k, v in table["truth:center"].value_counts().sort_index().items()},
+                "split_seeds": [s["seed"] for s in splits],
+                "wall_s": time.perf_counter() - t0,
+                "records": records,
+                "summary": summarise(records),
+            }
+            _write(result, args.out, md, load_before)
+        print(md.read_text(), flush=True)
+
+
+def _write(result: dict[str, Any], out: Path, md: Path, load_before: list[float]) -> None:
     result["goals"] = goals(result)
     result["machine"] = machine_info() | {"load_average_before": load_before}
     result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
     write_markdown(result, md)
-    print(md.read_text())
 
 
 if __name__ == "__main__":
