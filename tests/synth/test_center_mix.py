@@ -52,7 +52,7 @@ def test_default_mix_is_unchanged() -> None:
 
 @pytest.mark.parametrize("text", ["A=1,B", "A=x", "E=1", "A=-1,B=2", "A=0,B=0"])
 def test_bad_mix_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="acquisition mix|centre|weights"):
+    with pytest.raises(ValueError, match=r"acquisition mix|centre|weights"):
         parse_center_weights(text)
 
 
