@@ -56,7 +56,10 @@ CENTER_PROFILES: dict[str, CenterProfile] = {
     "A": CenterProfile("A", 0.75, 12.0, 1.00, 0.0, "120 kVp, standard kernel"),
     "B": CenterProfile("B", 0.50, 18.0, 1.18, 3.0, "100 kVp, sharp kernel, more noise"),
     "C": CenterProfile("C", 1.10, 8.0, 0.97, -2.0, "120 kVp, smooth kernel, iterative reconstruction"),
+    "D": CenterProfile("D", 0.40, 24.0, 1.30, 5.0, "80 kVp low dose, very sharp kernel, much more noise"),
 }
+"""Scanner profiles. ``D`` does not occur with the default mix (weight 0, see
+:data:`rccgrade.synth.latent.DEFAULT_CENTER_WEIGHTS`); an acquisition mix (``--centers``) can bring it in."""
 
 REFERENCE_VOXEL_MM3: float = 0.75 * 0.75 * 3.0
 SMALL_SHAPE: tuple[int, int, int] = (48, 96, 96)

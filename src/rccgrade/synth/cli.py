@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from rccgrade.cli_progress import case_progress, local_parallel
+from rccgrade.synth.latent import parse_center_weights
 from rccgrade.synth.writer import write_cohort
 
 console = Console()
@@ -23,15 +24,29 @@ def synth_command(
         "nifti", "--format", help="nifti (.nii.gz per phase) or dicom (a series folder per phase)."
     ),
     workers: int = typer.Option(0, "--workers", min=0, help="Worker processes (0: all cores, 1: serial)."),
+    centers: str = typer.Option(
+        "",
+        "--centers",
+        help="Acquisition mix, centre=weight, e.g. A=0.1,B=0.25,C=0.15,D=0.5 (default A/B/C 45/35/20%; D: 80 kVp "
+        "low dose). Changes only which scanner images each patient, never the grade model.",
+    ),
 ) -> None:
     """Generate a synthetic ccRCC cohort (3 phases, masks, clinical data) with its ground truth.
 
     truth.csv (p_high, latent factors, applied misalignment) is for evaluation only: the pipeline
     never reads it.
     """
+    weights = None
+    if centers:
+        try:
+            weights = parse_center_weights(centers)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--centers") from None
     parallel = local_parallel(workers)
     with case_progress("[bold]synth[/]", console, total=n, transient=False) as progress:
-        manifest = write_cohort(out, n=n, seed=seed, size=size, fmt=fmt, parallel=parallel, progress=progress)
+        manifest = write_cohort(
+            out, n=n, seed=seed, size=size, fmt=fmt, parallel=parallel, progress=progress, center_weights=weights
+        )
     truth = pd.read_csv(manifest.parent / "truth.csv")
     from sklearn.metrics import roc_auc_score
 

@@ -95,10 +95,12 @@ class CaseDesign:
     grid: Grid
 
 
-def _design(patient_index: int, seed: int, size: str) -> tuple[CaseDesign, np.random.Generator, np.random.Generator]:
+def _design(
+    patient_index: int, seed: int, size: str, center_weights: dict[str, float] | None = None
+) -> tuple[CaseDesign, np.random.Generator, np.random.Generator]:
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; use one of {SIZES}")
-    draw = draw_patient(patient_index, seed)
+    draw = draw_patient(patient_index, seed, center_weights)
     _, rng_anat, rng_noise = child_generators(patient_index, seed)
     anatomy = draw_anatomy(rng_anat, draw)
     tp = design_tumour(rng_anat, anatomy, draw)
@@ -118,12 +120,16 @@ def _design(patient_index: int, seed: int, size: str) -> tuple[CaseDesign, np.ra
     return CaseDesign(draw, anatomy, tp, kinetics, grid), rng_anat, rng_noise
 
 
-def design_case(patient_index: int, seed: int, size: str = "small") -> CaseDesign:
+def design_case(
+    patient_index: int, seed: int, size: str = "small", center_weights: dict[str, float] | None = None
+) -> CaseDesign:
     """The :class:`CaseDesign` of a patient, identical to what :func:`generate_case` renders."""
-    return _design(patient_index, seed, size)[0]
+    return _design(patient_index, seed, size, center_weights)[0]
 
 
-def generate_case(patient_index: int, seed: int, size: str = "small") -> SynthCase:
+def generate_case(
+    patient_index: int, seed: int, size: str = "small", center_weights: dict[str, float] | None = None
+) -> SynthCase:
     """Generate one patient; identical output for identical (patient_index, seed, size).
 
     Args:
@@ -131,11 +137,14 @@ def generate_case(patient_index: int, seed: int, size: str = "small") -> SynthCa
         seed: Cohort seed.
         size: ``small`` (48×96×96 voxels, coarse spacing; for tests) or ``realistic`` (in-plane
             0.6–0.9 mm, 256–512 matrix, 40–100 slices).
+        center_weights: Acquisition mix (centre → weight, see
+            :func:`rccgrade.synth.latent.center_probabilities`); None: the default mix. Changes which
+            scanner images the patient, never the patient (factors, p_high, grade, clinical values).
 
     Returns:
         The :class:`SynthCase`.
     """
-    design, rng_anat, rng_noise = _design(patient_index, seed, size)
+    design, rng_anat, rng_noise = _design(patient_index, seed, size, center_weights)
     draw, anatomy, tp, kinetics, grid = design.draw, design.anatomy, design.tumour, design.kinetics, design.grid
     profile = CENTER_PROFILES[draw.center]
     pad = math.ceil(PAD_MM / grid.spacing[2])

@@ -81,9 +81,53 @@ FACTOR_CORRELATION: np.ndarray = _correlation()
 """Correlation matrix of the latent factors (order of :data:`LATENT_FACTORS`)."""
 _CHOL = np.linalg.cholesky(FACTOR_CORRELATION)
 
-CENTERS: tuple[str, ...] = ("A", "B", "C")
+CENTERS: tuple[str, ...] = ("A", "B", "C", "D")
 """Centre / scanner labels (acquisition properties in :mod:`rccgrade.synth.acquisition`)."""
-CENTER_WEIGHTS: tuple[float, ...] = (0.45, 0.35, 0.20)
+CENTER_WEIGHTS: tuple[float, ...] = (0.45, 0.35, 0.20, 0.0)
+"""Default acquisition mix: how often each centre occurs (``D`` only with another mix)."""
+DEFAULT_CENTER_WEIGHTS: dict[str, float] = dict(zip(CENTERS, CENTER_WEIGHTS, strict=True))
+
+
+def center_probabilities(weights: dict[str, float] | None) -> tuple[float, ...]:
+    """The acquisition mix as probabilities in the order of :data:`CENTERS` (None: the default mix).
+
+    Only *which scanner* a patient is imaged on changes with the mix: the centre is drawn with a single
+    uniform number whatever the weights, after ``p_high`` and the outcome and before the clinical values,
+    so the latent factors, ``p_high``, grade, clinical values and misalignment of patient ``i`` are the same
+    under every mix.
+
+    Raises:
+        ValueError: an unknown centre, a negative weight, or weights that sum to zero.
+    """
+    if weights is None:
+        return CENTER_WEIGHTS
+    unknown = sorted(set(weights) - set(CENTERS))
+    if unknown:
+        raise ValueError(f"unknown centre(s) {unknown} in the acquisition mix; use {list(CENTERS)}")
+    w = np.array([float(weights.get(c, 0.0)) for c in CENTERS])
+    if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError(f"acquisition-mix weights must be finite, ≥ 0 and not all 0, got {weights}")
+    return tuple(float(v) for v in w / w.sum())
+
+
+def parse_center_weights(text: str) -> dict[str, float]:
+    """``"A=0.1,B=0.2,C=0.2,D=0.5"`` → ``{"A": 0.1, …}`` (the ``--centers`` option).
+
+    Raises:
+        ValueError: malformed text (with the expected form), or weights :func:`center_probabilities` refuses.
+    """
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"cannot read acquisition mix {text!r}; write it as A=0.1,B=0.2,C=0.2,D=0.5") from None
+    center_probabilities(out)
+    return out
+
 
 CLINICAL_COLUMNS: tuple[str, ...] = (
     "age",
@@ -199,12 +243,13 @@ def diameter_from_size(z_size: float) -> float:
     return float(np.clip(45.0 * np.exp(0.5 * z_size), 15.0, 120.0))
 
 
-def draw_patient(patient_index: int, seed: int) -> PatientDraw:
+def draw_patient(patient_index: int, seed: int, center_weights: dict[str, float] | None = None) -> PatientDraw:
     """Draw the latent factors, clinical variables, outcome, centre and misalignment of one patient.
 
     Args:
         patient_index: 0-based index in the cohort.
         seed: Cohort seed.
+        center_weights: Acquisition mix (centre → weight; None: the default mix). Changes only the centre.
 
     Returns:
         The :class:`PatientDraw`; identical for identical (seed, patient_index).
@@ -226,7 +271,7 @@ def draw_patient(patient_index: int, seed: int) -> PatientDraw:
         grade = 4 if u < 0.08 + 0.32 * p_high else 3
     else:
         grade = 1 if u < 0.05 + 0.27 * (1.0 - p_high) else 2
-    center = str(rng.choice(CENTERS, p=CENTER_WEIGHTS))
+    center = str(rng.choice(CENTERS, p=center_probabilities(center_weights)))
 
     diameter = diameter_from_size(factors["size"])
     s = factors["systemic"]
@@ -301,13 +346,14 @@ def truth_row(draw: PatientDraw) -> dict[str, float | int | str]:
     return row
 
 
-def sample_truth(n: int, seed: int, start: int = 0) -> pd.DataFrame:
+def sample_truth(n: int, seed: int, start: int = 0, center_weights: dict[str, float] | None = None) -> pd.DataFrame:
     """Truth of ``n`` patients without rendering images (fast: well under a millisecond a patient).
 
     Args:
         n: Number of patients.
         seed: Cohort seed.
         start: Index of the first patient.
+        center_weights: Acquisition mix (see :func:`center_probabilities`).
 
     Returns:
         DataFrame indexed by ``patient_id`` with the :func:`truth_row` columns plus the clinical values
@@ -315,7 +361,7 @@ def sample_truth(n: int, seed: int, start: int = 0) -> pd.DataFrame:
     """
     rows = []
     for i in range(start, start + n):
-        d = draw_patient(i, seed)
+        d = draw_patient(i, seed, center_weights)
         row = truth_row(d)
         row.update({f"clin_{k}": (np.nan if v is None else v) for k, v in d.clinical.items()})
         rows.append(row)

@@ -33,7 +33,7 @@ from rccgrade.parallel import ParallelSettings, run_cases
 from rccgrade.safepath import child_path
 from rccgrade.synth.generator import SIZES, SynthCase, generate_case
 from rccgrade.synth.kinetics import PHASES
-from rccgrade.synth.latent import CLINICAL_COLUMNS, patient_id
+from rccgrade.synth.latent import CENTERS, CLINICAL_COLUMNS, center_probabilities, patient_id
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class _Job:
     size: str
     fmt: str
     out_dir: str
+    center_weights: dict[str, float] | None = None
 
 
 def write_case(case: SynthCase, out_dir: Path, fmt: str = "nifti") -> dict[str, Any]:
@@ -105,7 +106,7 @@ def write_case(case: SynthCase, out_dir: Path, fmt: str = "nifti") -> dict[str, 
 
 
 def _generate_and_write(job: _Job) -> dict[str, Any]:
-    case = generate_case(job.index, job.seed, job.size)
+    case = generate_case(job.index, job.seed, job.size, job.center_weights)
     row = write_case(case, Path(job.out_dir), job.fmt)
     return {"manifest": row, "truth": case.truth}
 
@@ -131,6 +132,7 @@ def write_cohort(
     fmt: str = "nifti",
     parallel: ParallelSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    center_weights: dict[str, float] | None = None,
 ) -> Path:
     """Generate ``n`` patients and write them as a cohort (manifest, images, masks, truth).
 
@@ -146,6 +148,8 @@ def write_cohort(
         fmt: ``nifti`` or ``dicom`` (masks are NIfTI in both).
         parallel: Executor settings (default: local processes on all cores).
         progress: Optional callback ``progress(done, total)``.
+        center_weights: Acquisition mix, centre → weight (None: the default mix A/B/C 45/35/20%). Changes
+            only which scanner profile images each patient (``truth.csv`` ``p_high`` is unchanged).
 
     Returns:
         Path of ``manifest.csv``.
@@ -161,9 +165,13 @@ def write_cohort(
         raise RccgradeError(f"unknown size {size!r}; use one of {SIZES}")
     if fmt not in FORMATS:
         raise RccgradeError(f"unknown format {fmt!r}; use one of {FORMATS}")
+    try:
+        probabilities = center_probabilities(center_weights)
+    except ValueError as exc:
+        raise RccgradeError(str(exc)) from None
     out = Path(out_dir).resolve()
     _prepare_folder(out)
-    jobs = [_Job(i, seed, size, fmt, str(out)) for i in range(n)]
+    jobs = [_Job(i, seed, size, fmt, str(out), center_weights) for i in range(n)]
     keys = [patient_id(i) for i in range(n)]
     outcomes = run_cases(_generate_and_write, jobs, keys, parallel, progress)
     failed = [o for o in outcomes if not o.ok]
@@ -190,6 +198,7 @@ def write_cohort(
         "seed": seed,
         "size": size,
         "format": fmt,
+        "center_mix": dict(zip(CENTERS, probabilities, strict=True)),
         "prevalence": float(truth["high_grade"].mean()),
         "note": "truth.csv holds the ground truth; the pipeline must never read it as input.",
     }

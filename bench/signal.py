@@ -1,0 +1,309 @@
+"""Issue 14's benchmark: how much of the grade signal each method finds, paired on identical repeated splits.
+
+For every cohort (feature tables from ``bench/signal_features.py``, computed once per cohort) and each of
+``--splits`` stratified 7:3 splits (split ``k`` uses ``random_state = split_seed + k``; identical for every
+method), every method is fitted on the training patients only and scored by its test AUC:
+
+* ``plain`` / ``plain+clin``: the hand-written chain of :mod:`signal_chain` on the arterial radiomics
+  (``rad:arterial:*`` columns only) without / with the clinical columns (the anchor of the paired table);
+* ``paper:<arm>``: rccgrade's ``fit_arms`` with the model settings of ``--config`` (default
+  ``configs/paper.yaml``), arms ``clinical, radiomics, combined, stacked`` (no deep features: see
+  ``signal_features.py``); the radiomics source is every ``rad:`` column of the table;
+* ``noise:<arm>``: the same plus a pure-noise source ``deep:noise`` (``--noise-width`` standard Gaussian
+  columns, the width of one ResNet50 ROI; drawn once per cohort from ``noise_seed``) fused by ``combined``
+  and ``stacked`` — what random-weight deep features do to a fusion, with known zero signal;
+* ``ext:<arm>``: the same as ``paper`` with the model settings of ``--extended-config`` on the extended
+  feature tables (``--extended-tag``), when given and present;
+* ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
+  generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
+  perfect feature extractor.
+
+Reported per cohort and method: mean and SD of the test AUC over the splits, the paired difference against
+``plain`` (and ``plain+clin`` for arms that use clinical data): mean ± SD and the number of splits it loses,
+the gap to the oracle and to ``truth-lr``, the wall time per split; and the issue's goals as pass/fail lines.
+Writes ``bench/results/signal.json`` (with machine, load average, versions, git commit) and the markdown table
+``bench/results/signal.md`` generated from it (``--table-only`` regenerates the table from the JSON).
+
+Usage::
+
+    nice -n 10 .venv/bin/python bench/signal.py --cache /work/bench_cache/h12-signal --splits 10 --workers 2
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named signal.py: drop its folder from the import path before anything imports the standard
+# library's ``signal`` module (subprocess, multiprocessing), and import the bench helpers as ``bench.*``.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+from bench.signal_chain import fit_plain_chain, fit_predict_lr, predict_plain_chain  # noqa: E402
+from bench.signal_report import goals, summarise, write_markdown  # noqa: E402
+
+COHORTS = ("c1_seed1", "c2_seed2", "c3_seed3_mix")
+ARMS = ["clinical", "radiomics", "combined", "stacked"]
+NOISE_WIDTH = 2048
+
+
+def load_cohort(cache: Path, cohort: str, tag: str) -> pd.DataFrame | None:
+    """Concatenate a cohort's feature chunks ``<cache>/features/<cohort>_<tag>_NNN.parquet`` (None: none)."""
+    parts = sorted((cache / "features").glob(f"{cohort}_{tag}_[0-9][0-9][0-9].parquet"))
+    if not parts:
+        return None
+    table = pd.concat([pd.read_parquet(p) for p in parts])
+    if table.index.has_duplicates:
+        raise ValueError(f"{cohort}: a patient appears in two chunks")
+    return table.sort_index()
+
+
+def make_splits(y: pd.Series, n: int, seed: int, test_size: float = 0.3) -> list[dict[str, Any]]:
+    """``n`` stratified splits (split ``k``: ``train_test_split(random_state=seed + k)``)."""
+    from sklearn.model_selection import train_test_split
+
+    out = []
+    for k in range(n):
+        tr, te = train_test_split(list(y.index), test_size=test_size, stratify=y.to_numpy(), random_state=seed + k)
+        out.append({"k": k, "seed": seed + k, "train": sorted(tr), "test": sorted(te)})
+    return out
+
+
+def _auc(y: pd.Series, p: np.ndarray | pd.Series) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y.to_numpy(), np.asarray(p, dtype=float)))
+
+
+def _model_settings(config: Path, arms: list[str], sources: list[str], nested_oof: bool | None) -> Any:
+    import yaml
+
+    from rccgrade.models.settings import ModelSettings
+
+    raw = yaml.safe_load(config.read_text()).get("models", {})
+    raw["arms"] = arms
+    raw["combined_sources"] = sources
+    raw.pop("stacked_arms", None)
+    if nested_oof is not None:
+        raw["nested_oof"] = nested_oof
+    return ModelSettings(**raw)
+
+
+def run_split(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every method on one split; returns one record per (method, AUC, seconds)."""
+    from rccgrade.models.arms import fit_arms
+
+    table: pd.DataFrame = job["table"]
+    split = job["split"]
+    y = table["label"].astype(int)
+    tr, te = split["train"], split["test"]
+    yt = y.loc[te]
+    clin = table[[c for c in table.columns if c.startswith("clin:")]]
+    art = table[[c for c in table.columns if c.startswith("rad:arterial:")]]
+    rec: list[dict[str, Any]] = []
+
+    def add(method: str, p: np.ndarray | pd.Series, t0: float) -> None:
+        rec.append({"split": split["k"], "method": method, "auc": _auc(yt, p), "seconds": time.perf_counter() - t0})
+
+    methods = job["methods"]
+    if "plain" in methods:
+        t0 = time.perf_counter()
+        fit = fit_plain_chain(art.loc[tr], y.loc[tr], split["seed"])
+        add("plain", predict_plain_chain(fit, art.loc[te]), t0)
+        t0 = time.perf_counter()
+        fit = fit_plain_chain(art.loc[tr], y.loc[tr], split["seed"], clinical=clin.loc[tr])
+        add("plain+clin", predict_plain_chain(fit, art.loc[te], clinical=clin.loc[te]), t0)
+    if "truth" in methods:
+        add("oracle", table.loc[te, "truth:p_high"], time.perf_counter())
+        t0 = time.perf_counter()
+        z = table[[c for c in table.columns if c.startswith("truth:z_")]]
+        add("truth-lr", fit_predict_lr(z.loc[tr], y.loc[tr], z.loc[te]), t0)
+    features = table[[c for c in table.columns if c.split(":", 1)[0] in ("rad", "clin", "kin")]]
+    for tag, settings, extra in job["arm_runs"]:
+        x = features if extra is None else features.join(extra)
+        t0 = time.perf_counter()
+        res = fit_arms(x, y, tr, settings=settings, seed=split["seed"], test_ids=te)
+        seconds = time.perf_counter() - t0
+        for arm in res.arms:
+            rec.append(
+                {
+                    "split": split["k"],
+                    "method": f"{tag}:{arm}",
+                    "auc": _auc(yt, res.test_proba[arm]),
+                    "seconds": seconds,
+                }
+            )
+    return rec
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPUs, load average, library versions and the git commit of the working tree."""
+    import sklearn
+
+    import rccgrade
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", True
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "sklearn": sklearn.__version__,
+        "rccgrade": rccgrade.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/h12-signal"))
+    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    parser.add_argument("--tag", default="paper", help="feature tables of the paper configuration")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/paper.yaml")
+    parser.add_argument("--extended-config", type=Path, default=None)
+    parser.add_argument("--extended-tag", default="extended")
+    parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--split-seed", type=int, default=1000)
+    parser.add_argument("--noise-seed", type=int, default=77)
+    parser.add_argument("--noise-width", type=int, default=NOISE_WIDTH)
+    parser.add_argument("--methods", default="plain,truth,paper,noise,ext")
+    parser.add_argument(
+        "--nested-oof",
+        choices=["config", "on", "off"],
+        default="config",
+        help="override models.nested_oof (off: the OOF probabilities stacking learns from use the tuned "
+        "parameters instead of re-tuning per fold; the other arms' test AUCs do not depend on it)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal.json")
+    parser.add_argument("--table-only", action="store_true", help="regenerate signal.md from signal.json")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (scale, what was merged)")
+    args = parser.parse_args()
+    md = args.out.with_suffix(".md")
+    if args.table_only:
+        write_markdown(json.loads(args.out.read_text()), md)
+        return
+    from joblib import Parallel, delayed
+
+    # worker processes import bench.signal_chain: give them the repository root (not bench/, whose signal.py
+    # would shadow the standard library's signal module)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+    methods = set(args.methods.split(","))
+    nested = {"config": None, "on": True, "off": False}[args.nested_oof]
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = list(os.getloadavg())
+    result: dict[str, Any] = {"benchmark": "signal", "started_utc": started, "note": args.note, "cohorts": {}}
+    result["settings"] = {
+        "splits": args.splits,
+        "split_seed": args.split_seed,
+        "test_size": 0.3,
+        "noise_seed": args.noise_seed,
+        "noise_width": args.noise_width,
+        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "extended_config": None if args.extended_config is None else str(args.extended_config),
+        "methods": sorted(methods),
+        "workers": args.workers,
+        "nested_oof": args.nested_oof,
+    }
+    for spec in args.cohorts.split(","):
+        cohort, _, own_tag = spec.partition("@")  # ``name@tag``: this cohort's tables carry another tag
+        table = load_cohort(args.cache, cohort, own_tag or args.tag)
+        if table is None:
+            print(f"{cohort}: no feature tables, left out", flush=True)
+            continue
+        y = table["label"].astype(int)
+        splits = make_splits(y, args.splits, args.split_seed)
+        arm_runs: list[tuple[str, Any, pd.DataFrame | None]] = []
+        if "paper" in methods:
+            arm_runs.append(("paper", _model_settings(args.config, ARMS, ["clinical", "radiomics"], nested), None))
+        if "noise" in methods:
+            rng = np.random.default_rng([args.noise_seed, len(table)])
+            noise = pd.DataFrame(
+                rng.standard_normal((len(table), args.noise_width)),
+                index=table.index,
+                columns=[f"deep:noise:f{i:04d}" for i in range(args.noise_width)],
+            )
+            settings = _model_settings(
+                args.config, ["deep:noise", "combined", "stacked"], ["clinical", "radiomics", "deep:noise"], nested
+            )
+            settings = settings.model_copy(update={"stacked_arms": ["clinical", "radiomics", "deep:noise"]})
+            # the stacked arm needs its base arms fitted: add them to this run (their AUCs equal paper's)
+            settings = settings.model_copy(update={"arms": ["clinical", "radiomics", *settings.arms]})
+            arm_runs.append(("noise", settings, noise))
+        ext_table = load_cohort(args.cache, cohort, args.extended_tag) if args.extended_config else None
+        if "ext" in methods and ext_table is not None and args.extended_config is not None:
+            missing = sorted(set(table.index) - set(ext_table.index))
+            if missing:
+                print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
+            else:
+                arm_runs.append(
+                    (
+                        "ext",
+                        _model_settings(args.extended_config, ARMS, ["clinical", "radiomics", "kinetic"], nested),
+                        None,
+                    )
+                )
+        print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
+        t0 = time.perf_counter()
+        # one job per (split, method group), cheap groups first, so results land in order of cost: the plain
+        # chain and the references for every split, then each arm run split by split
+        jobs: list[dict[str, Any]] = [
+            {"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []} for s in splits
+        ]
+        for run in arm_runs:
+            run_table = ext_table.loc[table.index] if run[0] == "ext" and ext_table is not None else table
+            jobs += [{"table": run_table, "split": s, "methods": set(), "arm_runs": [run]} for s in splits]
+        records: list[dict[str, Any]] = []
+        # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
+        # deadline keeps what it measured; ``n_splits`` per method says how many)
+        for rs in Parallel(n_jobs=args.workers, return_as="generator")(delayed(run_split)(j) for j in jobs):
+            records.extend(rs)
+            result["cohorts"][cohort] = {
+                "n_patients": len(table),
+                "prevalence": float(y.mean()),
+                "n_radiomics_features": sum(c.startswith("rad:") for c in table.columns),
+                "centres": {str(k): int(v) for k, v in table["truth:center"].value_counts().sort_index().items()},
+                "split_seeds": [s["seed"] for s in splits],
+                "wall_s": time.perf_counter() - t0,
+                "records": records,
+                "summary": summarise(records),
+            }
+            _write(result, args.out, md, load_before)
+        print(md.read_text(), flush=True)
+
+
+def _write(result: dict[str, Any], out: Path, md: Path, load_before: list[float]) -> None:
+    result["goals"] = goals(result)
+    result["machine"] = machine_info() | {"load_average_before": load_before}
+    result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    write_markdown(result, md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Summaries, goals and the markdown table of bench/signal.py (pure functions of the records / the JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CLINICAL_METHODS = ("clinical", "combined", "stacked")
+
+
+def _uses_clinical(method: str) -> bool:
+    return method == "plain+clin" or method.split(":")[-1] in CLINICAL_METHODS
+
+
+def paired(records: list[dict[str, Any]], a: str, b: str) -> dict[str, Any] | None:
+    """``auc(a) − auc(b)`` on the splits both have: mean, SD, number of splits ``a`` loses (None: no overlap)."""
+    df = pd.DataFrame(records)
+    if df.empty:
+        return None
+    wide = df.pivot_table(index="split", columns="method", values="auc", aggfunc="first")
+    if a not in wide or b not in wide:
+        return None
+    d = (wide[a] - wide[b]).dropna()
+    if d.empty:
+        return None
+    return {
+        "mean": float(d.mean()),
+        "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+        "min": float(d.min()),
+        "lost": int((d < 0).sum()),
+        "n": len(d),
+    }
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: AUC mean/SD, seconds per split, paired differences vs the anchors, the oracle and truth-lr."""
+    df = pd.DataFrame(records)
+    out: dict[str, dict[str, Any]] = {}
+    for method, g in df.groupby("method", sort=False):
+        m = str(method)
+        row: dict[str, Any] = {
+            "n_splits": len(g),
+            "auc_mean": float(g["auc"].mean()),
+            "auc_sd": float(g["auc"].std(ddof=1)) if len(g) > 1 else 0.0,
+            "seconds_per_split": float(g["seconds"].mean()),
+        }
+        for ref, key in (("plain", "vs_plain"), ("oracle", "vs_oracle"), ("truth-lr", "vs_truth_lr")):
+            if m != ref:
+                row[key] = paired(records, m, ref)
+        if _uses_clinical(m) and m != "plain+clin":
+            row["vs_plain_clin"] = paired(records, m, "plain+clin")
+        out[m] = row
+    return out
+
+
+def _goal(name: str, value: float | None, ok: bool | None, detail: str) -> dict[str, Any]:
+    status = "not measured" if ok is None else ("pass" if ok else "FAIL")
+    return {"goal": name, "value": value, "status": status, "detail": detail}
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals as pass/fail lines per cohort (``not measured`` where the method did not run)."""
+    lines = []
+    for cohort, c in result.get("cohorts", {}).items():
+        rec = c["records"]
+        for tag in ("ext", "paper"):
+            d = paired(rec, f"{tag}:combined", "plain")
+            lines.append(
+                _goal(
+                    f"{cohort}: {tag}:combined beats plain by ≥ 0.04 (paired mean)",
+                    None if d is None else d["mean"],
+                    None if d is None else d["mean"] >= 0.04,
+                    "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}",
+                )
+            )
+            d = paired(rec, "oracle", f"{tag}:combined")
+            lines.append(
+                _goal(
+                    f"{cohort}: {tag}:combined within 0.05 of the oracle",
+                    None if d is None else d["mean"],
+                    None if d is None else d["mean"] <= 0.05,
+                    "" if d is None else f"oracle − combined = {d['mean']:.3f}",
+                )
+            )
+            for fusion in ("combined", "stacked"):
+                for single in ("clinical", "radiomics"):
+                    d = paired(rec, f"{tag}:{fusion}", f"{tag}:{single}")
+                    lines.append(
+                        _goal(
+                            f"{cohort}: {tag}:{fusion} not below {tag}:{single} by > 0.01 (the other source added)",
+                            None if d is None else d["mean"],
+                            None if d is None else d["mean"] >= -0.01,
+                            "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}",
+                        )
+                    )
+        for fusion in ("combined", "stacked"):
+            d = paired(rec, f"noise:{fusion}", f"paper:{fusion}")
+            lines.append(
+                _goal(
+                    f"{cohort}: a pure-noise source costs {fusion} ≤ 0.01 AUC",
+                    None if d is None else d["mean"],
+                    None if d is None else d["mean"] >= -0.01,
+                    "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}",
+                )
+            )
+    return lines
+
+
+def _pm(d: dict[str, Any] | None) -> str:
+    return "–" if not d else f"{d['mean']:+.3f} ± {d['sd']:.3f} ({d['lost']}/{d['n']} lost)"
+
+
+def write_markdown(result: dict[str, Any], path: Path) -> Path:
+    """The paired table (one section per cohort) and the goals, generated from the JSON."""
+    s = result.get("settings", {})
+    lines = [
+        "# bench/signal.py: test AUC on repeated stratified 7:3 splits, paired",
+        "",
+        f"Generated from `signal.json` ({result.get('finished_utc', '?')}, commit "
+        f"`{result.get('machine', {}).get('git_commit', '?')[:10]}`). {s.get('splits', '?')} splits per cohort "
+        f"(seeds {s.get('split_seed', '?')}…), identical for every method. Differences are paired per split: "
+        "mean ± SD (splits lost).",
+        "",
+    ]
+    if result.get("note"):
+        lines += [f"Note: {result['note']}", ""]
+    for cohort, c in result.get("cohorts", {}).items():
+        lines += [
+            f"## {cohort}: {c['n_patients']} patients, prevalence {c['prevalence']:.2f}, "
+            f"{c['n_radiomics_features']} radiomics features, centres {c['centres']}",
+            "",
+            "| method | test AUC | vs plain | vs plain+clin | vs oracle | vs truth-LR | s/split |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m, r in c["summary"].items():
+            lines.append(
+                f"| {m} | {r['auc_mean']:.3f} ± {r['auc_sd']:.3f} | {_pm(r.get('vs_plain'))} | "
+                f"{_pm(r.get('vs_plain_clin'))} | {_pm(r.get('vs_oracle'))} | {_pm(r.get('vs_truth_lr'))} | "
+                f"{r['seconds_per_split']:.1f} |"
+            )
+        lines.append("")
+    lines += ["## Goals", "", "| goal | status | detail |", "|---|---|---|"]
+    for g in result.get("goals", []):
+        lines.append(f"| {g['goal']} | {g['status']} | {g['detail']} |")
+    m = result.get("machine", {})
+    before = np.round(m.get("load_average_before", []), 1).tolist()
+    after = np.round(m.get("load_average", []), 1).tolist()
+    lines += [
+        "",
+        f"Machine: {m.get('platform', '?')}, {m.get('cpu_count', '?')} CPUs, load average before "
+        f"{before} / after {after}"
+        " (shared machine: wall times are upper bounds).",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path

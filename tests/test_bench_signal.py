@@ -1,0 +1,118 @@
+"""bench/signal.py's reference methods: the plain chain against a direct sklearn re-implementation, the paired
+summary against a hand computation, and the splits (identical, stratified, disjoint)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.signal_chain import fit_plain_chain, predict_plain_chain  # noqa: E402
+from bench.signal_report import paired, summarise  # noqa: E402
+
+
+def _data(seed: int = 0, n: int = 160, p: int = 60) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal(n)
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-1.5 * latent))).astype(int), index=[f"p{i}" for i in range(n)])
+    x = rng.standard_normal((n, p))
+    x[:, :6] += latent[:, None] * np.linspace(0.4, 1.2, 6)
+    x[:, 6] = x[:, 0] * 3 + 0.01 * rng.standard_normal(n)  # a near-duplicate (|r| > 0.9) of column 0
+    x[:, 7] = x[:, 1] + 0.6 * rng.standard_normal(n)  # correlated, but below 0.9
+    cols = [f"rad:arterial:f{i:02d}" for i in range(p)]
+    return pd.DataFrame(x, index=y.index, columns=cols), y
+
+
+def _naive_chain(x: pd.DataFrame, y: pd.Series, x_test: pd.DataFrame, seed: int) -> np.ndarray:
+    """The same chain, written the obvious way (pair loop, pandas correlations, sklearn estimators)."""
+    pvals = {c: mannwhitneyu(x.loc[y == 1, c], x.loc[y == 0, c], alternative="two-sided").pvalue for c in x}
+    order = sorted((c for c in x if pvals[c] < 0.05), key=lambda c: (pvals[c], list(x.columns).index(c)))
+    kept: list[str] = []
+    for c in order:
+        if all(abs(x[c].corr(x[k])) <= 0.9 for k in kept):
+            kept.append(c)
+    mu, sd = x[kept].mean(), x[kept].std(ddof=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        l1 = LogisticRegressionCV(
+            Cs=20,
+            cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+            penalty="l1",
+            solver="liblinear",
+            scoring="roc_auc",
+            max_iter=5000,
+            random_state=seed,
+        ).fit(((x[kept] - mu) / sd).to_numpy(), y.to_numpy())
+    sel = [c for c, w in zip(kept, l1.coef_[0], strict=True) if w != 0]
+    mu2, sd2 = x[sel].mean(), x[sel].std(ddof=0)
+    lr = LogisticRegression(max_iter=5000).fit(((x[sel] - mu2) / sd2).to_numpy(), y.to_numpy())
+    return lr.predict_proba(((x_test[sel] - mu2) / sd2).to_numpy())[:, 1]
+
+
+def test_plain_chain_equals_naive_reimplementation() -> None:
+    """Catches: a wrong p threshold or test side, pruning in the wrong order or with ≥ instead of >, scaling with
+    test statistics, dropping the L1 step, a different final model."""
+    x, y = _data()
+    tr, te = x.index[:110], x.index[110:]
+    fit = fit_plain_chain(x.loc[tr], y, seed=4)
+    got = predict_plain_chain(fit, x.loc[te])
+    want = _naive_chain(x.loc[tr], y.loc[tr], x.loc[te], seed=4)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert "rad:arterial:f06" not in fit.radiomics or "rad:arterial:f00" not in fit.radiomics
+    assert fit.n_pruned < fit.n_univariate
+
+
+def test_plain_chain_sees_training_patients_only() -> None:
+    """Catches a fit on the test rows: changing the test patients' features changes nothing about the fit."""
+    x, y = _data(seed=1)
+    tr, te = x.index[:110], x.index[110:]
+    a = fit_plain_chain(x.loc[tr], y, seed=0)
+    x2 = x.copy()
+    x2.loc[te] = x2.loc[te] * 5 + 3
+    b = fit_plain_chain(x2.loc[tr], y, seed=0)
+    assert a.radiomics == b.radiomics
+    np.testing.assert_array_equal(a.model.coef_, b.model.coef_)
+
+
+def test_plain_chain_with_clinical_uses_training_medians() -> None:
+    x, y = _data(seed=2)
+    rng = np.random.default_rng(0)
+    clin = pd.DataFrame(
+        {"clin:age": rng.normal(60, 10, len(x)), "clin:sex": rng.choice(["F", "M"], len(x))}, index=x.index
+    )
+    clin.iloc[[3, 150], 0] = np.nan
+    tr, te = x.index[:110], x.index[110:]
+    fit = fit_plain_chain(x.loc[tr], y, seed=0, clinical=clin.loc[tr])
+    assert fit.clinical == ("clin:age", "clin:sex=M")
+    assert fit.medians["clin:age"] == pytest.approx(clin.loc[tr, "clin:age"].median())
+    p = predict_plain_chain(fit, x.loc[te], clinical=clin.loc[te])
+    assert p.shape == (len(te),) and np.isfinite(p).all()
+    with pytest.raises(ValueError, match="clinical"):
+        predict_plain_chain(fit, x.loc[te])
+
+
+def test_paired_summary_matches_hand_computation() -> None:
+    """Catches unpaired differences (means of means), a wrong sign, or losses counted the wrong way."""
+    a = [0.70, 0.80, 0.60]
+    b = [0.72, 0.75, 0.50]
+    rec = [{"split": k, "method": "m", "auc": v, "seconds": 1.0} for k, v in enumerate(a)]
+    rec += [{"split": k, "method": "plain", "auc": v, "seconds": 2.0} for k, v in enumerate(b)]
+    d = np.subtract(a, b)
+    got = paired(rec, "m", "plain")
+    assert got is not None
+    assert got["mean"] == pytest.approx(d.mean())
+    assert got["sd"] == pytest.approx(d.std(ddof=1))
+    assert got["lost"] == 1 and got["n"] == 3
+    s = summarise(rec)
+    assert s["m"]["auc_mean"] == pytest.approx(np.mean(a))
+    assert s["m"]["vs_plain"]["mean"] == pytest.approx(d.mean())
+    assert paired(rec, "m", "absent") is None
