@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -194,6 +195,40 @@ def test_interval_notes_name_the_reason_per_classifier(signal_fit: tuple[Any, ..
 
     loaded = load_bundle(rad)
     has_cov = (loaded.meta.get("extra") or {}).get("logit_covariance") is not None
-    assert (interval_note(loaded) == "") == has_cov
+    assert (interval_note(loaded) == "") == has_cov or bool(loaded.meta["extra"].get("oof_calibration"))
     stacked = load_bundle(bundle_from_arms(res, "stacked", table, tmp_path / "st"))
-    assert "stacked" in interval_note(stacked) and "base arms" in interval_note(stacked)
+    assert interval_note(stacked) == ""  # the nearest-score interval covers the stacked arm
+    stripped = dict(stacked.meta)
+    stripped["extra"] = {k: v for k, v in stacked.meta["extra"].items() if k != "oof_calibration"}
+    stacked_old = dataclasses.replace(stacked, meta=stripped)  # a bundle written before the OOF pairs were kept
+    assert "stacked" in interval_note(stacked_old) and "base arms" in interval_note(stacked_old)
+
+
+def test_stacked_pages_get_the_nearest_score_interval(signal_fit: tuple[Any, ...], tmp_path: Path) -> None:
+    """A stacked arm has no coefficient covariance: its pages carry the nearest-score interval, which
+    contains the probability's neighbourhood rate; a bundle without the stored OOF pairs would show none."""
+    table, _, split, res = signal_fit
+    bundle = bundle_from_arms(res, "stacked", table, tmp_path / "st")
+    _, test = train_test_ids(split)
+    path = save_table(table.loc[test[:3]], tmp_path / "f.parquet")
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(bundle),
+            "--features",
+            str(path),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--report",
+            str(tmp_path / "r"),
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "r" / "preds.json").read_text())
+    for rec in records:
+        assert rec["status"] == "ok"
+        iv = rec["interval"]
+        assert iv is not None and "nearest out-of-fold" in iv["method"]
+        assert 0.0 <= iv["lower"] < iv["upper"] <= 1.0

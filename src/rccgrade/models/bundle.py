@@ -329,6 +329,7 @@ def bundle_from_arms(
             "best_params": result.best_params.get(arm, {}),
             "training_roc": training_roc(result.y_train, result.oof_proba[arm].reindex(result.y_train.index)),
             "logit_covariance": _logit_covariance(result.models[arm], table.loc[result.train_ids]),
+            "oof_calibration": oof_calibration(result.y_train, result.oof_proba[arm].reindex(result.y_train.index)),
             "fusion": getattr(result, "fusion", {}).get(arm, {}),
         },
     )
@@ -340,6 +341,14 @@ def _logit_covariance(model: Any, X_train: pd.DataFrame) -> list[list[float]] | 
 
     cov = logistic_covariance(model, X_train)
     return None if cov is None or not np.all(np.isfinite(cov)) else cov.tolist()
+
+
+def oof_calibration(y: pd.Series, oof: pd.Series) -> dict[str, list[float]] | None:
+    """Training patients' out-of-fold probabilities and labels (no ids), for :mod:`rccgrade.models.score_interval`."""
+    p = np.asarray(oof, dtype=np.float64)
+    if p.size == 0 or not np.all(np.isfinite(p)):
+        return None
+    return {"oof": p.tolist(), "y": np.asarray(y, dtype=np.int64).tolist()}
 
 
 def training_roc(y: pd.Series, oof: pd.Series) -> dict[str, list[float]]:

@@ -63,6 +63,16 @@ def write_report(
         from rccgrade.models.explain import probability_interval
 
         intervals = probability_interval(bundle.model, np.asarray(extra["logit_covariance"]), table.loc[ok])
+    elif ok and extra.get("oof_calibration"):
+        from rccgrade.models.score_interval import METHOD, score_interval
+
+        cal = extra["oof_calibration"]
+        try:
+            intervals = score_interval(cal["oof"], cal["y"], preds.loc[ok, "probability"].astype(float))
+            intervals.attrs["method"] = METHOD.format(k=int(intervals["k"].iloc[0]))
+        except ModelError as exc:
+            for pid in ok:
+                warnings.setdefault(pid, []).append(f"no interval: {exc}")
     with tempfile.TemporaryDirectory(prefix="rccgrade-pages-") as scratch:
         panels = build_panels(bundle, preds, table, preprocess_dir, Path(scratch))
         return write_patient_reports(

@@ -39,8 +39,9 @@ NO_INTERVAL_DEFAULT = (
 
 def interval_note(bundle: Any) -> str:
     """Why an ``ok`` page of this bundle has no 95 % interval (empty when it has one)."""
-    if (bundle.meta.get("extra") or {}).get("logit_covariance") is not None:
-        return ""
+    extra = bundle.meta.get("extra") or {}
+    if extra.get("logit_covariance") is not None or extra.get("oof_calibration"):
+        return ""  # a Wald interval, or the nearest-score interval (rccgrade.models.score_interval)
     from rccgrade.models.arms import StackedClassifier
     from rccgrade.models.explain import _classifier_kind
 

@@ -231,8 +231,11 @@ def patient_records(
             rec["interval"] = {
                 "lower": float(intervals.loc[pid, "lower"]),
                 "upper": float(intervals.loc[pid, "upper"]),
-                "method": "Wald interval on the logit scale from the logistic model's coefficient covariance "
-                "at export (conditional on the selected features)",
+                "method": intervals.attrs.get(
+                    "method",
+                    "Wald interval on the logit scale from the logistic model's coefficient covariance "
+                    "at export (conditional on the selected features)",
+                ),
             }
         if roc and rec["probability"] is not None and rec["threshold"] is not None:
             for key, value in (("roc_position", rec["probability"]), ("roc_threshold", rec["threshold"])):
