@@ -63,9 +63,14 @@ def icc_series(ctx: StudyContext) -> pd.Series | None:
     return series.rename("icc")
 
 
-def _classifier_name(arm: str, ctx: StudyContext) -> str:
+def _classifier_name(arm: str, ctx: StudyContext, fusion: dict[str, Any] | None = None) -> str:
+    """The classifier an arm used; for ``classifier: auto``, the one chosen on the training patients."""
     if arm == STACKED:
-        return "logistic (stacking)"
+        meta = (fusion or {}).get(STACKED, {}).get("stacking_meta")
+        return "non-negative logistic (stacking)" if meta == "nonnegative" else "logistic (stacking)"
+    chosen = ((fusion or {}).get(arm, {}).get("auto") or {}).get("chosen")
+    if chosen:
+        return f"{chosen} (auto)"
     return ctx.config.models.arm_classifiers.get(arm, ctx.config.models.classifier)
 
 
@@ -175,7 +180,7 @@ def fit_and_save(
         "thresholds": result.thresholds,
         "best_params": result.best_params,
         "n_candidates": {arm: _n_candidates(arm, columns, ctx.config.models) for arm in result.arms},
-        "classifiers": {a: _classifier_name(a, ctx) for a in result.arms},
+        "classifiers": {a: _classifier_name(a, ctx, getattr(result, "fusion", {})) for a in result.arms},
         "nomogram_ranges": stacked_ranges(result),
     }
     (folder / "models.json").write_text(json.dumps(info, indent=1, default=str))
