@@ -29,7 +29,8 @@ from rccgrade.errors import ModelError
 #: What a page says about this interval.
 METHOD = (
     "Wilson 95 % interval of the high-grade rate among the {k} training patients with the nearest out-of-fold "
-    "probability (logit scale); it reflects calibration and sample size, not refitting the model"
+    "probability (logit scale); it reflects calibration and sample size, not refitting the model, and it "
+    "can exclude the model's own probability when the model is over- or under-confident there"
 )
 
 
