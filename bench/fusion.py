@@ -16,7 +16,7 @@ repeated stratified 7:3 splits (identical for every model, so differences are pa
 
 Settings: package defaults except ``nested_oof: false``, logistic ``C = 1`` (no tuning) and a 10-value
 LASSO path, to keep it quick (selection is still refitted in every fold).
-The full multi-cohort benchmark is ``bench/signal.py``.
+The full multi-cohort benchmark is ``bench/grade_signal.py``.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""The reference methods of bench/signal.py: the plain hand-written chain, the oracle and the true-phenotype LR.
+"""The reference methods of bench/grade_signal.py: the plain hand-written chain, the oracle and the true-phenotype LR.
 
 The plain chain is what a typical researcher writes by hand on the arterial radiomics features (issue 14's
 anchor), fitted on the training patients only:

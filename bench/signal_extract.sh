@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Feature tables for bench/signal.py: the three cohorts in chunks of 62 patients, interleaved so that whatever
+# Feature tables for bench/grade_signal.py: the three cohorts in chunks of 62 patients, interleaved so that whatever
 # has finished when time runs out covers all three cohorts (cohort 1 first). Each chunk is one parquet
-# (<cache>/<cohort>_<config>_<start>.parquet); bench/signal.py concatenates the chunks of a cohort.
+# (<cache>/<cohort>_<config>_<start>.parquet); bench/grade_signal.py concatenates the chunks of a cohort.
 #   nice -n 10 bench/signal_extract.sh /work/bench_cache/h12-signal [configs/paper.yaml] [extra args]
 set -euo pipefail
 CACHE=${1:?cache folder}; CONFIG=${2:-configs/paper.yaml}; shift $(( $# < 2 ? $# : 2 )) || true

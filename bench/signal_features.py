@@ -1,4 +1,4 @@
-"""Per-patient feature tables for bench/signal.py, computed once per cohort through rccgrade's own stages.
+"""Per-patient feature tables for bench/grade_signal.py, computed once per cohort through rccgrade's own stages.
 
 Runs the study stages ``cohort → preprocess → radiomics → clinical`` (no models, no deep features) on a
 ``rccgrade synth`` cohort with a configuration's preprocessing and radiomics settings, then writes one
@@ -24,8 +24,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/ holds radiomics.py and signal.py: drop this folder from the import path first, so ``import radiomics``
-# finds PyRadiomics and ``import signal`` the standard library.
+# bench/ holds radiomics.py: drop this folder from the import path first, so ``import radiomics``
+# finds PyRadiomics.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402

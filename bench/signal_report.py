@@ -1,4 +1,4 @@
-"""Summaries, goals and the markdown table of bench/signal.py (pure functions of the records / the JSON)."""
+"""Summaries, goals and the markdown table of bench/grade_signal.py (pure functions of the records / the JSON)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
     """The paired table (one section per cohort) and the goals, generated from the JSON."""
     s = result.get("settings", {})
     lines = [
-        "# bench/signal.py: test AUC on repeated stratified 7:3 splits, paired",
+        "# bench/grade_signal.py: test AUC on repeated stratified 7:3 splits, paired",
         "",
         f"Generated from `signal.json` ({result.get('finished_utc', '?')}, commit "
         f"`{result.get('machine', {}).get('git_commit', '?')[:10]}`). {s.get('splits', '?')} splits per cohort "

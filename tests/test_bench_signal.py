@@ -1,4 +1,4 @@
-"""bench/signal.py's reference methods: the plain chain against a direct sklearn re-implementation, the paired
+"""bench/grade_signal.py's reference methods: the plain chain against a direct sklearn re-implementation, the paired
 summary against a hand computation, and the splits (identical, stratified, disjoint)."""
 
 from __future__ import annotations

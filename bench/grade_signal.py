@@ -26,7 +26,7 @@ Writes ``bench/results/signal.json`` (with machine, load average, versions, git 
 
 Usage::
 
-    nice -n 10 .venv/bin/python bench/signal.py --cache /work/bench_cache/h12-signal --splits 10 --workers 2
+    nice -n 10 .venv/bin/python bench/grade_signal.py --cache /work/bench_cache/h12-signal --splits 10 --workers 2
 """
 
 from __future__ import annotations
@@ -208,8 +208,8 @@ def main() -> None:
         return
     from joblib import Parallel, delayed
 
-    # worker processes import bench.signal_chain: give them the repository root (not bench/, whose signal.py
-    # would shadow the standard library's signal module)
+    # worker processes import bench.signal_chain: give them the repository root (not bench/, whose radiomics.py
+    # would shadow PyRadiomics)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
     methods = set(args.methods.split(","))
