@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from rccgrade.errors import ModelError
+from rccgrade.models.stacking import logit
 
 #: What a page says about this interval.
 METHOD = (
@@ -51,11 +52,6 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
 
 
 def score_interval(
@@ -92,13 +88,13 @@ def score_interval(
     kk = default_k(s.size) if k is None else int(k)
     if not 1 <= kk <= s.size:
         raise ModelError(f"k={kk} must lie between 1 and the {s.size} training patients")
-    train_logit = _logit(s)
+    train_logit = logit(s)
     rows = []
     for value in np.asarray(probability, dtype=np.float64):
         if not np.isfinite(value):
             rows.append((np.nan, np.nan, kk))
             continue
-        dist = np.abs(train_logit - _logit(np.array([value]))[0])
+        dist = np.abs(train_logit - logit(value))
         nearest = np.argsort(dist, kind="stable")[:kk]
         lo, hi = wilson(int(lab[nearest].sum()), kk, level)
         rows.append((lo, hi, kk))
