@@ -129,17 +129,45 @@ class StageMeter:
         self.load[name] = (round(self._load0, 2), round(os.getloadavg()[0], 2))
 
 
-def _observer(sampler: RssSampler, meter: StageMeter) -> Any:
+def case_summary(pairs: list[tuple[str, float | None]]) -> dict[str, Any] | None:
+    """Per-case wall seconds of one stage (as run on its worker): count, median, p90, and the slowest case."""
+    import numpy as np
+
+    timed = [(k, s) for k, s in pairs if s is not None]
+    if not timed:
+        return None
+    secs = np.array([s for _, s in timed])
+    worst = max(timed, key=lambda kv: kv[1])
+    return {
+        "n_items": len(timed),
+        "median_s": round(float(np.median(secs)), 3),
+        "p90_s": round(float(np.percentile(secs, 90)), 3),
+        "max_s": round(float(worst[1]), 3),
+        "slowest_item": worst[0],
+    }
+
+
+def _observer(sampler: RssSampler, meter: StageMeter, cases: dict[str, dict[str, Any] | None]) -> Any:
+    from rccgrade.parallel import collect_case_seconds
     from rccgrade.study import StudyObserver
 
     class Obs(StudyObserver):
+        _ctx: Any = None
+        _sink: list[tuple[str, float | None]] = []  # noqa: RUF012 - replaced at every stage start
+
         def stage_started(self, name: str, description: str) -> None:
             sampler.current = name
             meter.start(name)
+            self._ctx = collect_case_seconds()
+            self._sink = self._ctx.__enter__()
             print(f"  {name} …", flush=True)
 
         def stage_finished(self, record: Any) -> None:
             meter.stop(record.name)
+            if self._ctx is not None:
+                self._ctx.__exit__(None, None, None)
+                self._ctx = None
+            cases[record.name] = case_summary(self._sink)
             if meter.profiles.get(record.name):
                 print("\n".join("      " + line for line in meter.profiles[record.name][:8]), flush=True)
             cpu = meter.cpu.get(record.name, float("nan"))
@@ -215,7 +243,6 @@ def bench_config(
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its JSON."""
     from rccgrade.parallel import ParallelSettings
-    from rccgrade.provenance import package_versions, platform_info
     from rccgrade.study import run_study
     from rccgrade.synth.writer import write_cohort
 
@@ -261,11 +288,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.model_copy(update={"parallel": ParallelSettings(backend="serial", workers=1)})
         print(f"study N = {n}", flush=True)
         meter = StageMeter(args.profile)
+        cases: dict[str, dict[str, Any] | None] = {}
         with RssSampler() as sampler:
             t1 = time.perf_counter()
             c1 = _cpu_seconds()
             load0 = os.getloadavg()[0]
-            res = run_study(cfg, observer=_observer(sampler, meter), fallback_weights="none")
+            res = run_study(cfg, observer=_observer(sampler, meter, cases), fallback_weights="none")
             wall = time.perf_counter() - t1
             cpu = _cpu_seconds() - c1
         metrics = res.metrics.get("arms", {})
@@ -286,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         "loadavg_1min_start_end": list(meter.load.get(r.name, ())),
                         "peak_rss_mib": round(sampler.peaks[r.name], 1) if r.name in sampler.peaks else None,
                         "n_failures": r.n_failures,
+                        "per_case": cases.get(r.name),
                         "profile_top": meter.profiles.get(r.name, []),
                     }
                     for r in res.records
@@ -296,6 +325,16 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"  total {wall:.1f} s, peak RSS {results[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+        _write(out, args, synth_s, n_max, manifest, results)
+    return 0
+
+
+def _write(
+    out: Path, args: argparse.Namespace, synth_s: float, n_max: int, manifest: Path, results: list[dict[str, Any]]
+) -> None:
+    """The JSON so far (rewritten after every N, so a run stopped early keeps the sizes it finished)."""
+    from rccgrade.provenance import package_versions, platform_info
+
     payload = {
         "benchmark": "study",
         "description": "whole study end to end (configs/paper.yaml settings) on a synthetic cohort, fresh run folders",
@@ -308,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             "slice_px": args.image_size,
             "radiomics_params": args.radiomics_params or "ct_default",
         },
+        "sizes_requested": sorted(args.sizes),
+        "sizes_done": [r["n"] for r in results],
         "results": results,
         "fits_in_n": fits(results),
         "cohort": str(manifest) if args.cohort is not None else "generated (seed 0)",
@@ -324,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

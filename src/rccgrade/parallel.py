@@ -22,10 +22,12 @@ failure would only repeat it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -79,28 +81,53 @@ class ParallelSettings(BaseModel):
 
 @dataclass
 class Outcome(Generic[R]):
-    """Result of one item: ``value`` when ``ok``, else ``error`` (a one-line message) and ``detail``."""
+    """Result of one item: ``value`` when ``ok``, else ``error`` (a one-line message) and ``detail``.
+
+    ``seconds`` is the wall time of ``fn(item)`` where it ran (None for a case lost with its worker).
+    """
 
     key: str
     ok: bool
     value: R | None = None
     error: str | None = None
     detail: str | None = None
+    seconds: float | None = None
+
+
+_case_seconds_sinks: list[list[tuple[str, float | None]]] = []
+
+
+@contextlib.contextmanager
+def collect_case_seconds() -> Iterator[list[tuple[str, float | None]]]:
+    """Collect ``(key, seconds)`` of every item that :func:`run_cases` finishes inside the ``with`` block.
+
+    For benchmarks and profiling (the slowest single case of a stage); results are unaffected. Nested blocks
+    each receive every item.
+    """
+    sink: list[tuple[str, float | None]] = []
+    _case_seconds_sinks.append(sink)
+    try:
+        yield sink
+    finally:
+        _case_seconds_sinks.remove(sink)
 
 
 def _call(fn: Callable[[T], R], key: str, item: T) -> Outcome[R]:
-    """Run ``fn(item)`` and wrap the result or the error; never raises."""
+    """Run ``fn(item)`` and wrap the result or the error, with its wall seconds; never raises."""
+    t0 = time.perf_counter()
     try:
-        return Outcome(key=key, ok=True, value=fn(item))
+        value = fn(item)
     except RccgradeError as exc:
-        return Outcome(key=key, ok=False, error=str(exc), detail=None)
+        return Outcome(key=key, ok=False, error=str(exc), detail=None, seconds=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad case must never stop the batch
         return Outcome(
             key=key,
             ok=False,
             error=f"{type(exc).__name__}: {exc}",
             detail=traceback.format_exc(),
+            seconds=time.perf_counter() - t0,
         )
+    return Outcome(key=key, ok=True, value=value, seconds=time.perf_counter() - t0)
 
 
 def _call_on_worker(threads: int, fn: Callable[[T], R], key: str, item: T) -> Outcome[R]:
@@ -150,12 +177,16 @@ def run_cases(
     if not items:
         return []
     if backend == "serial" or (backend == "processes" and (workers == 1 or len(items) == 1)):
-        return _run_serial(fn, items, keys, progress)
-    if backend == "processes":
-        return _run_processes(fn, items, keys, workers, settings.threads_per_worker, progress)
-    if backend == "dask":
-        return _run_dask(fn, items, keys, settings, progress)
-    raise ConfigError(f"unknown parallel backend {backend!r}; use serial, processes or dask")
+        outcomes = _run_serial(fn, items, keys, progress)
+    elif backend == "processes":
+        outcomes = _run_processes(fn, items, keys, workers, settings.threads_per_worker, progress)
+    elif backend == "dask":
+        outcomes = _run_dask(fn, items, keys, settings, progress)
+    else:
+        raise ConfigError(f"unknown parallel backend {backend!r}; use serial, processes or dask")
+    for sink in _case_seconds_sinks:
+        sink.extend((o.key, o.seconds) for o in outcomes)
+    return outcomes
 
 
 def _run_serial(
