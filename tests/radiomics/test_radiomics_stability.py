@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ from rccgrade.parallel import ParallelSettings
 from rccgrade.radiomics.extract import extract_radiomics, load_stability, stable_features
 from rccgrade.radiomics.icc import icc
 from rccgrade.radiomics.settings import RadiomicsSettings, StabilitySettings
-from rccgrade.radiomics.stability import adjust_volume, perturb, perturbation_rng, stability_table
+from rccgrade.radiomics.stability import (
+    adjust_volume,
+    perturb,
+    perturbation_rng,
+    stability_patients,
+    stability_table,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
 SPACING = (0.8, 0.9, 2.0)  # x, y, z mm
@@ -106,3 +113,30 @@ def test_stability_end_to_end(tmp_path: Path, fast_params: Path) -> None:
     assert stable_features(on_disk) == [f for f in stab.index if stab.loc[f, "stable"]]
     again = extract_radiomics(cases, tmp_path / "b", settings, serial)
     pd.testing.assert_frame_equal(again.stability, stab, check_exact=True)
+
+
+def test_stability_patients_is_a_reproducible_order_free_subset() -> None:
+    ids = [f"p{i:03d}" for i in range(40)]
+    chosen = stability_patients(ids, 10, seed=3)
+    assert len(chosen) == 10 and chosen <= set(ids)
+    assert stability_patients(list(reversed(ids)), 10, seed=3) == chosen  # not the first 10 in input order
+    assert chosen != frozenset(ids[:10])
+    assert stability_patients(ids, 10, seed=4) != chosen  # the seed decides
+    assert stability_patients(ids, None, seed=3) == frozenset(ids)
+    assert stability_patients(ids[:5], 10, seed=3) == frozenset(ids[:5])
+
+
+def test_stability_uses_only_the_pool_and_at_most_max_patients(tmp_path: Path, fast_params: Path) -> None:
+    cases = write_cases(tmp_path / "data", 4)
+    ids = sorted(c.patient_id for c in cases)
+    pool = ids[:3]  # ids[3] plays a test patient: never perturbed, never in the ICC
+    stab_settings = StabilitySettings(n_perturbations=2, seed=5, max_patients=2)
+    settings = RadiomicsSettings(params=str(fast_params), stability=stab_settings)
+    result = extract_radiomics(cases, tmp_path / "a", settings, ParallelSettings(backend="serial"), stability_pool=pool)
+    assert result.stability is not None and (result.stability["n_subjects"] == 2).all()
+    perturbed = {
+        f.parent.name for f in (tmp_path / "a" / "cache").rglob("*.json") if json.loads(f.read_text())["perturbed"]
+    }
+    assert perturbed == set(stability_patients(pool, 2, seed=5))
+    assert ids[3] not in perturbed
+    assert len(result.features) == 4  # every patient still has features

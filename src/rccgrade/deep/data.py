@@ -92,6 +92,16 @@ def resolve_device(settings: DeepSettings) -> torch.device:
     return torch.device("cpu")
 
 
+CUDA_DETERMINISTIC_BATCH = 128
+"""Batch of every CUDA forward when ``deterministic`` (the last batch is padded to it, see ``embed_slices``).
+
+cuDNN chooses its convolution algorithm by tensor shape, and algorithms differ in rounding: measured on an H200
+(bench/results/deep_gpu.json), the same image's float16 features changed by up to 7e-4 of the largest feature
+between batches of 7 and 512. A fixed forward shape keeps features independent of free GPU memory and of how many
+images a run has; 128 images of ResNet50 at 224² already run the GPU at full speed.
+"""
+
+
 def resolve_batch_size(settings: DeepSettings, device: torch.device, *, training: bool = False) -> int:
     """The configured batch size; when ``batch_size`` is 0: 16 on CPU, on CUDA from the free GPU memory.
 
@@ -113,7 +123,8 @@ def resolve_batch_size(settings: DeepSettings, device: torch.device, *, training
     free, _total = torch.cuda.mem_get_info(device)
     dtype = autocast_dtype(settings, device)
     element = 4 if dtype is None else 2
-    return batch_size_from_memory(free, per_image_bytes(settings.arch, settings.input_size, element))
+    maximum = CUDA_DETERMINISTIC_BATCH if settings.deterministic else 512
+    return batch_size_from_memory(free, per_image_bytes(settings.arch, settings.input_size, element), maximum=maximum)
 
 
 def per_image_bytes(arch: str, input_size: int, element_bytes: int = 4) -> int:
@@ -197,7 +208,12 @@ def torch_runtime(settings: DeepSettings, *, training: bool = False) -> Iterator
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     old_cudnn = torch.backends.cudnn.benchmark
+    old_tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
+        # TF32 (on by default for cuDNN convolutions) rounds float32 inputs to 10 mantissa bits: measured on an
+        # H200, "float32" CUDA features then differ from the CPU's by 8e-4 of the largest feature, 2e-6 without.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
         if settings.deterministic:
@@ -209,6 +225,7 @@ def torch_runtime(settings: DeepSettings, *, training: bool = False) -> Iterator
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
         torch.backends.cudnn.benchmark = old_cudnn
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old_tf32
 
 
 def prepare_batch(

@@ -31,13 +31,17 @@ def embed_slices(
     device: torch.device,
     batch_size: int,
     with_logits: bool = False,
+    fixed_shape: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pooled features (and optionally head logits) of slice images ``(N, 3, H, W)`` in [0, 1].
 
     Runs in ``torch.inference_mode`` with the model in eval mode (batch-norm running statistics), so each
     slice's output does not depend on the other slices in its batch. Under automatic mixed precision
     (``settings.amp``; on CUDA by default, never on the CPU unless asked) the forward runs in bfloat16/float16 and
-    the features are returned as float32. On a GPU that runs out of memory the batch is halved and retried.
+    the features are returned as float32. On a GPU that runs out of memory the batch is halved and retried. On CUDA
+    with ``settings.deterministic`` the last batch is padded with blank images to ``batch_size``, so every forward
+    has the same shape (cuDNN's algorithm, hence the rounding, depends on the shape); ``fixed_shape`` overrides
+    that choice (None: on CUDA when deterministic).
 
     Returns:
         ``(N, feature_dim)`` float32 features and, when ``with_logits``, ``(N, outputs)`` float32 logits.
@@ -50,14 +54,18 @@ def embed_slices(
     feats: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     start = 0
+    # On CUDA, deterministic runs pad the last batch so every forward has one shape (CUDA_DETERMINISTIC_BATCH).
+    pad = (device.type == "cuda" and settings.deterministic) if fixed_shape is None else fixed_shape
     with torch.inference_mode():
         while start < len(slices):
             try:
-                x = prepare_batch(
-                    slices[start : start + batch_size], mean, std, settings.input_size, device, settings.channels_last
-                )
+                chunk = slices[start : start + batch_size]
+                n_real = len(chunk)
+                if pad and n_real < batch_size:
+                    chunk = np.concatenate([chunk, np.zeros((batch_size - n_real, *chunk.shape[1:]), chunk.dtype)])
+                x = prepare_batch(chunk, mean, std, settings.input_size, device, settings.channels_last)
                 with precision(settings, device):
-                    f = pooled_features(model, x)
+                    f = pooled_features(model, x)[:n_real]
                     out = model.fc(f).float().cpu().numpy() if with_logits else None
             except torch.cuda.OutOfMemoryError:
                 if batch_size == 1:
@@ -69,7 +77,7 @@ def embed_slices(
             feats.append(f.float().cpu().numpy())
             if out is not None:
                 logits.append(out)
-            start += len(x)
+            start += n_real
     dim = int(model.fc.in_features)
     out_f = np.concatenate(feats, axis=0) if feats else np.zeros((0, dim), np.float32)
     out_l = None

@@ -55,7 +55,7 @@ from rccgrade.radiomics.job import (  # noqa: F401 - re-exported
 from rccgrade.radiomics.kinetic import kinetic_row
 from rccgrade.radiomics.params import load_params
 from rccgrade.radiomics.settings import RadiomicsSettings
-from rccgrade.radiomics.stability import stability_table
+from rccgrade.radiomics.stability import stability_patients, stability_table
 from rccgrade.safepath import child_path
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,7 @@ def extract_radiomics(
     progress: ProgressCallback | None = None,
     *,
     registered_dir: Path | None = None,
+    stability_pool: Sequence[str] | None = None,
 ) -> RadiomicsResult:
     """Extract PyRadiomics features for every case and phase, with caching and per-case failures.
 
@@ -161,6 +162,9 @@ def extract_radiomics(
         settings: Extraction settings (default :class:`RadiomicsSettings`).
         parallel: Executor (local processes by default; Dask with ``scheduler``).
         progress: ``progress(done, total)`` over the items that need extraction.
+        stability_pool: Patients eligible for the stability analysis (a study passes its training patients, so
+            the ICC that filters features never sees a test patient); None: every case. At most
+            ``settings.stability.max_patients`` of them get perturbed copies.
 
     Returns:
         A :class:`RadiomicsResult`.
@@ -186,6 +190,10 @@ def extract_radiomics(
     if settings.kinetic.enabled:
         check_delta_features(settings, params)
     stab = settings.stability if settings.stability.enabled else None
+    perturbed_ids: frozenset[str] = frozenset()
+    if stab is not None:
+        pool = [i.patient_id for i in inputs] if stability_pool is None else list(stability_pool)
+        perturbed_ids = stability_patients(pool, stab.max_patients, stab.seed)
 
     failures: list[dict[str, str]] = []
     payloads: dict[tuple[str, str], dict[str, Any]] = {}
@@ -213,7 +221,10 @@ def extract_radiomics(
                 err = ImageError(f"cannot read input: {exc}", patient_id=inp.patient_id, path=image)
                 failures.append({"patient_id": inp.patient_id, "phase": phase, "error": str(err)})
                 continue
-            key = stable_hash(item_fingerprint, label, sums)
+            item_stab = stab if inp.patient_id in perturbed_ids else None
+            key = stable_hash(
+                {**item_fingerprint, "stability": item_stab.model_dump(mode="json") if item_stab else None}, label, sums
+            )
             cache_file = child_path(child_path(out_dir / "cache", inp.patient_id), f"{phase}-{key}.json")
             if cache_file.is_file():
                 try:
@@ -229,7 +240,7 @@ def extract_radiomics(
                     Path(inp.mask),
                     label,
                     params,
-                    stab,
+                    item_stab,
                     cache_file,
                     rings_mm=tuple(settings.rings_mm),
                     ring_hu_range=(float(settings.ring_hu_range[0]), float(settings.ring_hu_range[1])),

@@ -31,6 +31,12 @@ class StabilitySettings(BaseModel):
         icc_model: ICC that decides stability: ``icc2_1`` (two-way random, absolute agreement) or
             ``icc3_1`` (two-way mixed, consistency).
         threshold: Features whose ICC is below this are marked unstable (selection drops them).
+        max_patients: Perturbed copies are made for at most this many patients, chosen reproducibly from ``seed``
+            (:func:`rccgrade.radiomics.stability.stability_patients`); in a study only from the training patients.
+            None: every eligible patient. The ICC needs subjects, not all of them: 50 patients × 4 copies estimate
+            an ICC of 0.75 with a standard error of about 0.05, while perturbing all 496 patients of a paper-size
+            cohort multiplies the stage's PyRadiomics work by 1 + ``n_perturbations`` (measured at realistic image
+            size: 26 CPU s per patient with 4 copies, 5.2 without; bench/results/study_realistic.json).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +52,7 @@ class StabilitySettings(BaseModel):
     noise_hu: float = Field(5.0, ge=0.0)
     icc_model: Literal["icc2_1", "icc3_1"] = "icc2_1"
     threshold: float = Field(0.75, ge=-1.0, le=1.0)
+    max_patients: int | None = Field(50, ge=2)
 
 
 DEFAULT_DELTA_FEATURES: tuple[str, ...] = (

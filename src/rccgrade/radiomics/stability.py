@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from rccgrade.cache import stable_hash
 from rccgrade.radiomics.icc import icc
 from rccgrade.radiomics.settings import StabilitySettings
 
@@ -188,3 +189,16 @@ def stability_table(
     )
     table["stable"] = (table[model] >= threshold).fillna(False).astype(bool)
     return table
+
+
+def stability_patients(eligible: Iterable[str], max_patients: int | None, seed: int) -> frozenset[str]:
+    """The patients whose perturbed copies feed the ICC: at most ``max_patients`` of ``eligible``.
+
+    The choice ranks patients by a hash of ``(seed, patient_id)``, so it depends neither on the cohort's order nor
+    on the worker count. With ``max_patients`` None, or no more eligible patients than that, all are chosen.
+    """
+    pool = sorted(set(eligible))
+    if max_patients is None or len(pool) <= max_patients:
+        return frozenset(pool)
+    rank = sorted(pool, key=lambda pid: (stable_hash("stability-patients", seed, pid), pid))
+    return frozenset(rank[:max_patients])

@@ -102,7 +102,17 @@ def methods_paragraphs(
         "phases as channels).",
         f"Radiomics: PyRadiomics{' ' + pyradiomics if pyradiomics else ''} on the {', '.join(rad.phases)} phase(s) "
         f"with the '{Path(str(rad.params)).stem}' parameters; stability by ICC under perturbations "
-        f"({'on' if rad.stability.enabled else 'off'}). "
+        + (
+            f"(on: {rad.stability.n_perturbations} perturbed copies of "
+            + (
+                "every training patient"
+                if rad.stability.max_patients is None
+                else f"at most {rad.stability.max_patients} training patients"
+            )
+            + "). "
+            if rad.stability.enabled
+            else "(off). "
+        )
         + methods_sentence(rad)
         + deep_text
         + " Clinical variables as recorded, imputed inside each model.",

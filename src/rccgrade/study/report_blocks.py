@@ -342,7 +342,7 @@ def stability_block(stab: pd.DataFrame | None, st: Any) -> dict[str, Any]:
         f"({model.replace('_', '(').replace('icc', 'ICC') + ')'} ≥ {st.threshold}) over {st.n_perturbations} perturbed "
         f"copies per case (mask erosion/dilation {st.volume_mm} mm, contour noise {st.contour_mm} mm, shifts ≤ "
         f"{st.max_shift_mm} mm, rotations ≤ {st.max_rotation_deg}°, noise {st.noise_hu} HU)"
-        + (f" of {n_sub} patients" if n_sub else "")
+        + (f" of {n_sub} training patients" if n_sub else "")
         + "; unstable features were excluded before selection."
     )
     return {"text": text, "by_class": by, "icc_model": model.upper().replace("_", "(") + ")", "threshold": st.threshold}

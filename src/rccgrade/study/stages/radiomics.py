@@ -18,8 +18,19 @@ import pandas as pd
 
 from rccgrade.study.cache import cached
 from rccgrade.study.context import StageRecord, StudyContext, need
-from rccgrade.study.outputs import RadiomicsOutput
+from rccgrade.study.outputs import RadiomicsOutput, SplitOutput
 from rccgrade.study.preflight import needs_source
+
+
+def stability_pool(split: SplitOutput | None, ok: set[str], enabled: bool) -> list[str] | None:
+    """Patients eligible for the ICC stability analysis: the training patients that were preprocessed.
+
+    The ICC filter is fitted like everything else, on training patients only. None (every patient) when stability
+    is off or no split exists (the features of an external cohort, whose stability is off).
+    """
+    if not enabled or split is None:
+        return None
+    return sorted(set(split.ids("train")) & ok)
 
 
 class RadiomicsStage:
@@ -28,7 +39,7 @@ class RadiomicsStage:
     name = "radiomics"
     description = "PyRadiomics features and stability"
     requires: tuple[str, ...] = ("cohort", "preprocess")
-    version = "radiomics-2"
+    version = "radiomics-3"
 
     def __init__(self, always: bool = False) -> None:
         self.always = always
@@ -47,10 +58,17 @@ class RadiomicsStage:
         ok = set(pre.ok_ids)
         cohort = full.subset([p for p in full.patient_ids if p in ok])
         settings = ctx.config.radiomics
+        pool = stability_pool(ctx.results.split, ok, settings.stability.enabled)
 
         def compute(folder: Path, progress: Callable[[int, int], None]) -> dict[str, Any]:
             res = extract_radiomics(
-                cohort, folder, settings, ctx.parallel, progress, registered_dir=pre.folder / "registered"
+                cohort,
+                folder,
+                settings,
+                ctx.parallel,
+                progress,
+                registered_dir=pre.folder / "registered",
+                stability_pool=pool,
             )
             n_feat = res.features.shape[1]
             n_kin = sum(str(c).startswith("kin:") for c in res.features.columns)
@@ -67,7 +85,8 @@ class RadiomicsStage:
                 + (f"; {len(missing)} ring(s) left missing" if len(missing) else ""),
             }
 
-        folder, manifest = cached(ctx, record, self.version, (settings, pre.key, sorted(cohort.patient_ids)), compute)
+        key = (settings, pre.key, sorted(cohort.patient_ids), pool)
+        folder, manifest = cached(ctx, record, self.version, key, compute)
         for region, n in (manifest.get("regions_missing") or {}).items():
             ctx.warn(
                 f"radiomics: the {region} ring could not be described for {n} patient(s) (too few soft-tissue "
