@@ -85,9 +85,19 @@ class RssSampler:
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its children that have finished."""
+    """User + system CPU seconds of this process, its finished children and its live children (loky workers live
+    across stages, so finished children alone would miss the models stage's parallel work)."""
+    import psutil
+
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    live = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            c = child.cpu_times()
+            live += c.user + c.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return t.user + t.system + t.children_user + t.children_system + live
 
 
 def _profile_summary(profile: cProfile.Profile, top: int = 15) -> list[str]:
@@ -344,6 +354,7 @@ def _write(
         "settings": {
             "workers": args.workers,
             "stability_perturbations": args.stability,
+            "stability_max_patients": "package default (radiomics.stability.max_patients)",
             "slice_px": args.image_size,
             "radiomics_params": args.radiomics_params or "ct_default",
         },
