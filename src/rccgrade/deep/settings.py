@@ -34,8 +34,9 @@ class DeepSettings(BaseModel):
         input_size: Side (pixels) the slice images are resized to before the network (bilinear).
         device: ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
         batch_size: Images per forward batch; ``0`` chooses 16 on CPU and, on CUDA, the largest batch whose
-            estimated activations fit in 80% of the GPU's free memory (at most 512;
-            :func:`rccgrade.deep.data.batch_size_from_memory`).
+            estimated activations fit in 80% of the GPU's free memory (at most 512, or
+            :data:`rccgrade.deep.data.CUDA_DETERMINISTIC_BATCH` = 128 when ``deterministic``, whose last batch is
+            padded so every forward has one shape; :func:`rccgrade.deep.data.batch_size_from_memory`).
         amp: Automatic mixed precision (``torch.autocast``). ``auto`` (default): float16 on a CUDA GPU, full
             float32 on the CPU (CPU features are exactly those without AMP). ``off``: float32 everywhere.
             ``fp16`` / ``bf16``: that dtype on any device. Measured against float32 (CPU autocast, ResNet50,
@@ -45,8 +46,10 @@ class DeepSettings(BaseModel):
             Fine-tuning in float16 uses a gradient scaler.
         threads: CPU threads torch may use during the stage; ``0`` keeps torch's default.
         channels_last: Use the channels-last memory format (faster convolutions on CPU and GPU).
-        deterministic: Deterministic algorithms for fine-tuning and on CUDA, no cuDNN autotuning (CPU results
-            repeat exactly for a seed and thread count).
+        deterministic: Deterministic algorithms for fine-tuning and on CUDA, no cuDNN autotuning, and on CUDA
+            one forward shape (fixed, padded batches: cuDNN's rounding depends on the shape; docs/cluster.md), so
+            features depend neither on free GPU memory nor on the number of images (CPU results repeat exactly for
+            a seed and thread count).
         epochs: Maximum fine-tuning epochs.
         optimizer: ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
         lr: Peak learning rate of the cosine schedule.
