@@ -335,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"  total {wall:.1f} s, peak RSS {results[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+        # the models stage's loky workers outlive the study; left alive they would count in the next N's RSS
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
         _write(out, args, synth_s, n_max, manifest, results)
     return 0
 
