@@ -91,8 +91,9 @@ def build_arm(
         (s, source_prefix(s), source_chain(s, settings, seed, stability, centers))
         for s in arm_sources(arm, settings, columns)
     ]
-    union = budgeted_union(entries, settings, seed) if arm == "combined" else SourceUnion(entries)
-    return Pipeline([("features", union), ("clf", make_classifier(classifier or classifier_name(arm, settings), seed))])
+    clf = classifier or classifier_name(arm, settings)
+    union = budgeted_union(entries, settings, seed, clf) if arm == "combined" else SourceUnion(entries)
+    return Pipeline([("features", union), ("clf", make_classifier(clf, seed))])
 
 
 # --------------------------------------------------------------------------------------------------
