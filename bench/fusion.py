@@ -23,6 +23,11 @@ Usage::
     nice -n 10 .venv/bin/python bench/fusion.py --data /work/bench_cache/demo200 --splits 10
 
 Writes ``bench/results/fusion.json`` (per-split AUCs, paired differences, machine, timing).
+
+Every test AUC goes through :func:`paired_auc`, which pairs labels and probabilities **by patient id**. (Until
+2026-11-30 the script compared ``y.loc[test]`` — in the shuffled order of ``StratifiedShuffleSplit`` — with
+``fit_arms``'s test probabilities — in feature-table order — position by position: every arm's AUC was that of
+a random permutation, ≈ 0.5, while the oracle, aligned by ``.loc``, looked right.)
 """
 
 from __future__ import annotations
@@ -68,65 +73,97 @@ def noise_block(index: pd.Index, n_cols: int = 500, seed: int = 12345) -> pd.Dat
     return pd.DataFrame(rng.normal(size=(len(index), n_cols)), index=index, columns=cols)
 
 
-def stack(res: Any, base: list[str], kind: str) -> np.ndarray:
+def paired_auc(y: pd.Series, proba: pd.Series) -> float:
+    """ROC AUC of ``proba`` against ``y``, paired by patient id (the index), never by position.
+
+    Args:
+        y: 0/1 labels indexed by ``patient_id`` (any order; may hold more patients than ``proba``).
+        proba: Probabilities of the test patients, indexed by ``patient_id``.
+
+    Raises:
+        TypeError: ``proba`` is not a Series (an array carries no ids to pair with).
+        ValueError: duplicated ids, or a patient of ``proba`` without a label.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if not isinstance(proba, pd.Series):
+        raise TypeError(f"paired_auc needs probabilities indexed by patient id, got {type(proba).__name__}")
+    if proba.index.has_duplicates or y.index.has_duplicates:
+        raise ValueError("duplicated patient ids in the labels or the probabilities")
+    missing = proba.index.difference(y.index)
+    if len(missing):
+        raise ValueError(f"{len(missing)} patient(s) with a probability but no label: {list(missing[:5])}")
+    return float(roc_auc_score(y.loc[proba.index].to_numpy(), proba.to_numpy(dtype=float)))
+
+
+def stack(res: Any, base: list[str], kind: str) -> pd.Series:
     """Test probabilities of a stacked meta-model fitted on the base arms' OOF logits (as fit_arms does)."""
     from rccgrade.models.stacking import logit, make_meta
 
-    meta = make_meta(kind, 1.0).fit(logit(res.oof_proba[base].to_numpy()), res.y_train)
-    return meta.predict_proba(logit(res.test_proba[base].to_numpy()))[:, 1]
+    y_train = res.y_train.loc[res.oof_proba.index]
+    meta = make_meta(kind, 1.0).fit(logit(res.oof_proba[base].to_numpy()), y_train.to_numpy())
+    return pd.Series(meta.predict_proba(logit(res.test_proba[base].to_numpy()))[:, 1], index=res.test_proba.index)
 
 
 def one_split(table: pd.DataFrame, y: pd.Series, train: list[str], test: list[str], seed: int, auto: bool) -> dict:
     """Every model of the comparison on one split: test AUCs and what the fusion learnt."""
-    from sklearn.metrics import roc_auc_score
-
     from rccgrade.models.arms import fit_arms
     from rccgrade.models.settings import ModelSettings
 
     def settings(**kw: Any) -> ModelSettings:
         return ModelSettings(nested_oof=False, param_grids=GRID, selection={"lasso_cs": 10}, **kw)
 
-    yt = y.loc[test]
     auc: dict[str, float] = {}
     info: dict[str, Any] = {}
     base_table = table[[c for c in table.columns if not c.startswith("deep:noise:")]]
     clin_rad = table[[c for c in table.columns if c.startswith(("clin:", "rad:"))]]
     with_noise = table[[c for c in table.columns if c.startswith(("clin:", "rad:", "deep:noise:"))]]
     t0 = time.perf_counter()
-    a = fit_arms(base_table, y, train, settings(arms=["clinical", "radiomics", "deep:*", "combined", "stacked"]), seed)
+    a = fit_arms(
+        base_table,
+        y,
+        train,
+        settings(arms=["clinical", "radiomics", "deep:*", "combined", "stacked"]),
+        seed,
+        test_ids=test,
+    )
     for arm in ("clinical", "radiomics"):
-        auc[arm] = roc_auc_score(yt, a.test_proba[arm])
-    auc["combined_new"] = roc_auc_score(yt, a.test_proba["combined"])
-    auc["stacked_new"] = roc_auc_score(yt, a.test_proba["stacked"])
+        auc[arm] = paired_auc(y, a.test_proba[arm])
+    auc["combined_new"] = paired_auc(y, a.test_proba["combined"])
+    auc["stacked_new"] = paired_auc(y, a.test_proba["stacked"])
     deep_arms = [x for x in a.arms if x.startswith("deep:")]
-    auc["stacked_old"] = roc_auc_score(yt, stack(a, ["clinical", "radiomics", *deep_arms], "logistic"))
+    auc["stacked_old"] = paired_auc(y, stack(a, ["clinical", "radiomics", *deep_arms], "logistic"))
     info["budgets"] = a.fusion["combined"].get("budgets")
     info["stacking_weights"] = a.fusion["stacked"]["stacking_weights"]
-    b = fit_arms(base_table, y, train, settings(arms=["combined"], combined_selection="union"), seed)
-    auc["combined_old"] = roc_auc_score(yt, b.test_proba["combined"])
+    b = fit_arms(base_table, y, train, settings(arms=["combined"], combined_selection="union"), seed, test_ids=test)
+    auc["combined_old"] = paired_auc(y, b.test_proba["combined"])
     # clinical + radiomics, with and without a pure-noise source
     cr = ["clinical", "radiomics"]
     two = settings(arms=["combined"], combined_sources=cr)
-    auc["combined_new_cr"] = roc_auc_score(yt, fit_arms(clin_rad, y, train, two, seed).test_proba["combined"])
+    auc["combined_new_cr"] = paired_auc(
+        y, fit_arms(clin_rad, y, train, two, seed, test_ids=test).test_proba["combined"]
+    )
     two_old = settings(arms=["combined"], combined_sources=cr, combined_selection="union")
-    auc["combined_old_cr"] = roc_auc_score(yt, fit_arms(clin_rad, y, train, two_old, seed).test_proba["combined"])
+    auc["combined_old_cr"] = paired_auc(
+        y, fit_arms(clin_rad, y, train, two_old, seed, test_ids=test).test_proba["combined"]
+    )
     noisy = settings(arms=["deep:*", "combined"], combined_sources=[*cr, "deep:*"])
-    c = fit_arms(with_noise, y, train, noisy, seed)
-    auc["combined_new_cr_noise"] = roc_auc_score(yt, c.test_proba["combined"])
+    c = fit_arms(with_noise, y, train, noisy, seed, test_ids=test)
+    auc["combined_new_cr_noise"] = paired_auc(y, c.test_proba["combined"])
     info["budgets_noise"] = c.fusion["combined"].get("budgets")
     noisy_old = settings(arms=["combined"], combined_sources=[*cr, "deep:*"], combined_selection="union")
-    auc["combined_old_cr_noise"] = roc_auc_score(
-        yt, fit_arms(with_noise, y, train, noisy_old, seed).test_proba["combined"]
+    auc["combined_old_cr_noise"] = paired_auc(
+        y, fit_arms(with_noise, y, train, noisy_old, seed, test_ids=test).test_proba["combined"]
     )
     merged = a
     merged.oof_proba = a.oof_proba.join(c.oof_proba[["deep:noise"]])
     merged.test_proba = a.test_proba.join(c.test_proba[["deep:noise"]])
     for kind, tag in (("nonnegative", "new"), ("logistic", "old")):
-        auc[f"stacked_{tag}_cr"] = roc_auc_score(yt, stack(merged, cr, kind))
-        auc[f"stacked_{tag}_cr_noise"] = roc_auc_score(yt, stack(merged, [*cr, "deep:noise"], kind))
+        auc[f"stacked_{tag}_cr"] = paired_auc(y, stack(merged, cr, kind))
+        auc[f"stacked_{tag}_cr_noise"] = paired_auc(y, stack(merged, [*cr, "deep:noise"], kind))
     if auto:
-        d = fit_arms(clin_rad, y, train, settings(arms=["radiomics"], classifier="auto"), seed)
-        auc["radiomics_auto"] = roc_auc_score(yt, d.test_proba["radiomics"])
+        d = fit_arms(clin_rad, y, train, settings(arms=["radiomics"], classifier="auto"), seed, test_ids=test)
+        auc["radiomics_auto"] = paired_auc(y, d.test_proba["radiomics"])
         info["auto"] = d.fusion["radiomics"]["auto"]
     info["seconds"] = time.perf_counter() - t0
     return {"auc": auc, "info": info}
@@ -149,7 +186,6 @@ PAIRS = [
 
 def main() -> None:
     """Run the splits and write the JSON result."""
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedShuffleSplit
 
     parser = argparse.ArgumentParser()
@@ -167,7 +203,7 @@ def main() -> None:
     for i, (tr, te) in enumerate(sss.split(np.zeros(len(y)), y.to_numpy())):
         train, test = [table.index[j] for j in tr], [table.index[j] for j in te]
         out = one_split(table, y, train, test, seed=i, auto=args.auto)
-        out["auc"]["oracle"] = roc_auc_score(y.loc[test], oracle.loc[test])
+        out["auc"]["oracle"] = paired_auc(y, oracle.loc[test])
         rows.append(out)
         print(i, {k: round(v, 3) for k, v in out["auc"].items()}, out["info"], flush=True)
         write(rows, args)

@@ -108,3 +108,48 @@ def test_settings_validation() -> None:
     with pytest.raises(ValidationError):
         ModelSettings(stacking_meta="ridge")
     assert ModelSettings(classifier="auto", arm_classifiers={"radiomics": "auto"}).classifier == "auto"
+
+
+def test_budget_scorer_is_logistic_by_default_and_can_be_a_tree() -> None:
+    """An XOR source is invisible to the default logistic scorer (budget 0) and found by a forest scorer;
+    the logistic scorer given explicitly equals the default."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=(n, 3))
+    y = (((x[:, 0] > 0) ^ (x[:, 1] > 0)) | (rng.random(n) < 0.05)).astype(np.int64)
+    x[:, 2] += 0.4 * (y - 0.5)  # a weak linear source
+    frame = pd.DataFrame(x, columns=["xor:a", "xor:b", "lin:c"])
+    chain = Pipeline([("scale", StandardScaler().set_output(transform="pandas"))])
+    blocks = [("xor", chain, frame[["xor:a", "xor:b"]]), ("lin", chain, frame[["lin:c"]])]
+    default, _ = fusion.choose_budgets(blocks, y, [0, 1, 2], cv=3, random_state=0)
+    explicit, _ = fusion.choose_budgets(
+        blocks, y, [0, 1, 2], cv=3, random_state=0, scorer=LogisticRegression(C=1.0, max_iter=5000)
+    )
+    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, random_state=0)
+    tree, trace = fusion.choose_budgets(blocks, y, [0, 1, 2], cv=3, random_state=0, scorer=forest)
+    assert default == explicit
+    assert default["xor"] == 0 and default["lin"] == 1
+    assert tree["xor"] == 2 and trace["score"] > 0.85
+
+
+def test_budget_scorer_setting_picks_the_arms_classifier(fast: Callable[..., Any]) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    cols = ["clin:age", "rad:arterial:f000", "deep:box:f0000"]
+
+    def union(**kw: Any) -> Any:
+        return build_arm("combined", cols, fast(arms=["combined"], **kw), seed=3).steps[0][1]
+
+    assert union(classifier="random_forest").scorer is None  # default: the logistic proxy
+    tree = union(classifier="random_forest", combined_budget_scorer="arm").scorer
+    assert isinstance(tree, RandomForestClassifier) and tree.random_state == 3
+    assert union(classifier="logistic", combined_budget_scorer="arm").scorer is None  # the proxy is the arm's own
+    auto = fast(arms=["combined"], classifier="auto", combined_budget_scorer="arm")
+    assert fusion.budgeted_union([], auto, 3, "auto").scorer is None  # auto: choose on the proxy's budgets
+    with pytest.raises(ValidationError):
+        ModelSettings(combined_budget_scorer="forest")

@@ -520,3 +520,21 @@ def test_predict_report_of_a_deep_arm_shows_qc_strip_and_gradcam(
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         loaded, total = _images_loaded(page, tmp_path)
         assert total == 2 and loaded == total
+
+
+def test_report_methods_state_the_fusion_the_run_learnt(first_run: tuple[Any, dict[str, Any], Recorder]) -> None:
+    import html
+
+    run = first_run[0].run_dir
+    text = html.unescape((run / "report.html").read_text())
+    models_dir = next((run / "cache").glob("models-*"))
+    bundle = json.loads((models_dir / "bundles" / "stacked" / "bundle.json").read_text())
+    weights = bundle["extra"]["fusion"]["stacking_weights"]
+    assert "with non-negative source weights" in text
+    assert "learnt weights " + ", ".join(f"{a} {w:.2f}" for a, w in weights.items()) in text
+    combined = json.loads((models_dir / "bundles" / "combined" / "bundle.json").read_text())["extra"]["fusion"]
+    if all(b is not None for b in combined["budgets"].values()):
+        assert "chosen budgets " + ", ".join(f"{s} {b}" for s, b in combined["budgets"].items()) in text
+    else:
+        assert "too few training patients for that cross-validation" in text
+    assert "classifier: auto" not in text  # not used by this run

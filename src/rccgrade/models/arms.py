@@ -40,7 +40,7 @@ from rccgrade.features.naming import (  # noqa: F401 - re-exported: the names' h
 from rccgrade.features.selection import SourceUnion, icc_mapping
 from rccgrade.features.table import validate_table
 from rccgrade.models.arm_tasks import fit_arm_tasks
-from rccgrade.models.auto import resolve_auto
+from rccgrade.models.auto import AutoSearch, resolve_auto, unwrap_auto
 from rccgrade.models.chain import source_chain
 from rccgrade.models.classifiers import default_grid, make_classifier
 from rccgrade.models.fusion import budgeted_union, fusion_details
@@ -91,8 +91,9 @@ def build_arm(
         (s, source_prefix(s), source_chain(s, settings, seed, stability, centers))
         for s in arm_sources(arm, settings, columns)
     ]
-    union = budgeted_union(entries, settings, seed) if arm == "combined" else SourceUnion(entries)
-    return Pipeline([("features", union), ("clf", make_classifier(classifier or classifier_name(arm, settings), seed))])
+    clf = classifier or classifier_name(arm, settings)
+    union = budgeted_union(entries, settings, seed, clf) if arm == "combined" else SourceUnion(entries)
+    return Pipeline([("features", union), ("clf", make_classifier(clf, seed))])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,9 +305,12 @@ def fit_arms(
     fusion: dict[str, dict[str, Any]] = {}
     single = [a for a in arms if a != "stacked"]
     per_arm: dict[str, ModelSettings] = {}
-    for arm in single:  # classifier: auto is chosen by inner CV on the training patients, serially (deterministic)
+    precomputed: dict[str, dict[str, str]] = {}
+    for arm in single:  # classifier: auto is chosen by inner CV on the training patients (and in each outer fold)
         union = build_arm(arm, list(table.columns), settings, seed, icc, center_map, "logistic").steps[0][1]
-        per_arm[arm], fusion[arm] = resolve_auto(arm, settings, union, X_train, y_train, folds, seed)
+        per_arm[arm], fusion[arm] = resolve_auto(arm, settings, union, X_train, y_train, folds, seed, n_jobs)
+        if "precomputed" in fusion[arm].get("auto", {}):
+            precomputed[arm] = fusion[arm]["auto"].pop("precomputed")
 
     def make(arm: str) -> tuple[Any, Any]:
         arm_settings = per_arm[arm]
@@ -316,12 +320,15 @@ def fit_arms(
         search = make_search(
             est, grid, folds, search=settings.search, n_iter=settings.n_iter, scoring=settings.scoring, seed=seed
         )
+        if arm in precomputed:  # auto with nested OOF: every outer fold redoes the choice (models.auto)
+            search = AutoSearch(est, settings, seed, precomputed[arm])
         return est, search
 
     log.info("fitting arm(s) %s on %d training patients", single, len(train))
     fits = fit_arm_tasks(single, make, X_train, y_train, X_test, folds, nested_oof=settings.nested_oof, n_jobs=n_jobs)
     for arm in single:
         fit = fits[arm]
+        fit.model, fit.params = unwrap_auto(fit.model, fit.params)
         models[arm] = fit.model
         best_params[arm] = fit.params
         oof_p[arm] = fit.oof_proba

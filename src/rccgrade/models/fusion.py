@@ -15,7 +15,19 @@ patients, or a training fold of an outer CV — never a test patient):
    keeps its best change, so at least one source contributes.
 
 A source of pure noise therefore stays at 0 unless it improves the inner-CV AUC, and the classifier is fitted
-on the union of the chosen features only. Finally every source with a positive budget is refitted on all the
+on the union of the chosen features only.
+
+**Why a logistic scorer for every arm, trees included.** The budgets are scored by an L2 logistic regression
+whatever the arm's classifier is: it is a deliberate, cheap proxy. The greedy search scores tens of budget
+vectors × the inner folds (≈ 300 fits) every time the union is fitted, and the union is fitted ~36 times per arm
+(final fit, tuning folds, nested outer folds), so the scorer's cost counts: LightGBM costs no more than the
+proxy, a forest ≈ 3× the budget search. Measured on the demo tables (``bench/budget_scorer.py``,
+``bench/results/budget_scorer.json``, docs/fusion.md), the budgets do depend on the scorer (identical in 1–2 of
+5 splits; trees often keep fewer features), while the logistic proxy was the steadier guard against a pure-noise
+source (kept out on every split; a forest scorer let it in once). ``models.combined_budget_scorer: arm`` scores
+with the arm's own classifier instead.
+
+Finally every source with a positive budget is refitted on all the
 patients with an mRMR step of its budget before z-scoring, so the fitted arm keeps the usual shape
 ``Pipeline([("features", union), ("clf", classifier)])`` (explanations, bundles and the nomogram read it
 unchanged).
@@ -54,10 +66,21 @@ _CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _CACHE_SIZE = 16
 
 
-def budgeted_union(entries: Sequence[tuple[str, str, Any]], settings: ModelSettings, seed: int) -> SourceUnion:
-    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``) or plain (``union``)."""
+def budgeted_union(
+    entries: Sequence[tuple[str, str, Any]], settings: ModelSettings, seed: int, classifier: str | None = None
+) -> SourceUnion:
+    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``) or plain (``union``).
+
+    ``classifier`` is the arm's classifier: with ``models.combined_budget_scorer: arm`` it (untuned, package
+    defaults) scores the budgets instead of the logistic proxy; ``auto`` or None keep the proxy.
+    """
     if settings.combined_selection == "union":
         return SourceUnion(entries)
+    scorer = None
+    if settings.combined_budget_scorer == "arm" and classifier not in (None, "auto", "logistic"):
+        from rccgrade.models.classifiers import make_classifier
+
+        scorer = make_classifier(str(classifier), seed)
     return BudgetedSourceUnion(
         entries,
         budgets=tuple(settings.combined_budgets),
@@ -65,6 +88,7 @@ def budgeted_union(entries: Sequence[tuple[str, str, Any]], settings: ModelSetti
         random_state=seed,
         min_gain=settings.combined_min_gain,
         method=settings.selection.correlation_method,
+        scorer=scorer,
     )
 
 
@@ -94,6 +118,7 @@ def choose_budgets(
     min_gain: float = 0.005,
     C: float = 1.0,
     method: str = "pearson",
+    scorer: Any = None,
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Budget per source by inner CV (see the module docstring).
 
@@ -101,6 +126,9 @@ def choose_budgets(
         blocks: ``(source, unfitted chain, its columns of the patients)``.
         y: 0/1 labels of those patients.
         budgets: Allowed budgets (sorted, with 0 and at least one positive value).
+        scorer: Unfitted classifier that scores a budget vector (None: ``LogisticRegression(C)``, the
+            deliberate cheap proxy — see the module docstring; ``bench/budget_scorer.py`` measures how often
+            a tree scorer would choose other budgets).
 
     Returns:
         ``(source → budget, trace)``; ``trace`` holds ``score`` (inner-CV AUC of the chosen budgets) and
@@ -128,8 +156,12 @@ def choose_budgets(
         for (tr, va), blocks_f in zip(folds, ranked, strict=True):
             Z_tr = np.hstack([blocks_f[n][0][:, :b] for n, b in zip(names, vector, strict=True) if b])
             Z_va = np.hstack([blocks_f[n][1][:, :b] for n, b in zip(names, vector, strict=True) if b])
-            model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
-            aucs.append(roc_auc_score(y[va], model.decision_function(Z_va)))
+            if scorer is None:
+                model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
+                aucs.append(roc_auc_score(y[va], model.decision_function(Z_va)))
+            else:
+                model = clone(scorer).fit(Z_tr, y[tr])
+                aucs.append(roc_auc_score(y[va], model.predict_proba(Z_va)[:, 1]))
         scores[vector] = float(np.mean(aucs))
         return scores[vector]
 
@@ -159,6 +191,7 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         min_gain: Inner-CV AUC a change must add to be accepted.
         C: Inverse ridge strength of the scoring logistic regression.
         method: Correlation of the mRMR ranking (``pearson`` or ``spearman``).
+        scorer: Unfitted classifier scoring the budgets instead of the logistic regression (None: logistic).
 
     Attributes:
         budgets_: Source → chosen budget (0: left out; None: too few patients for the inner CV, so every
@@ -178,6 +211,7 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         min_gain: float = 0.005,
         C: float = 1.0,
         method: str = "pearson",
+        scorer: Any = None,
     ) -> None:
         super().__init__(transformers)
         self.budgets = budgets
@@ -186,6 +220,7 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         self.min_gain = min_gain
         self.C = C
         self.method = method
+        self.scorer = scorer
 
     def fit(self, X: Any, y: Any = None) -> BudgetedSourceUnion:
         """Choose the budgets by inner CV, then fit each kept source's chain with its budget."""
@@ -219,6 +254,7 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
                 min_gain=self.min_gain,
                 C=self.C,
                 method=self.method,
+                scorer=self.scorer,
             )
             log.info("combined: source budgets %s (inner-CV AUC %.3f)", chosen, trace["score"])
         except ModelError as exc:  # too few patients for the inner CV (a small fold): every source, no budget

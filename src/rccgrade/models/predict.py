@@ -13,10 +13,15 @@ Then every patient gets one row (:func:`predict_manifest`, :func:`predict_table`
 * ``failed`` — no probability: a manifest error (missing file, bad mask label …), an integrity error of the
   images (:func:`rccgrade.cohort.integrity.check_case_images`: truncated file, NaN voxels, one slice, not HU …),
   an implausible clinical value (:func:`rccgrade.cohort.integrity.check_case_clinical`), a failed stage
-  (preprocessing, radiomics, deep features), a missing or non-finite feature;
+  (preprocessing, radiomics, deep features), a non-finite or non-numeric feature value, a missing value the
+  model has no training-fitted imputer for, or every imaging feature missing
+  (:mod:`rccgrade.models.predict_missing`);
 * ``out_of_distribution`` — no probability: a feature lies far outside the training distribution stored in the
   bundle (:func:`out_of_distribution`); the reason names the features, their values and the training range;
-* ``ok`` — the probability and the class at the bundle's threshold.
+* ``ok`` — the probability and the class at the bundle's threshold. A missing feature value (e.g. a peritumoural
+  ring thinner than the voxels) is imputed by the bundle's training-fitted imputer exactly as in training; the
+  row's ``reason`` (and so the patient's page and ``preds.json``) names the imputed feature groups, and a
+  warning is logged.
 
 The probability of an out-of-distribution patient is left empty on purpose: a model extrapolating far outside its
 training data has no calibrated probability to give, and a number in the column would be read as one.
@@ -46,6 +51,7 @@ from rccgrade.models.ood import (  # noqa: F401 - moved there; names kept import
     OOD_SHARE,
     out_of_distribution,
 )
+from rccgrade.models.predict_missing import MissingValues, missing_values
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -270,26 +276,29 @@ def _fail(failures: dict[str, str], pid: str, reason: str) -> None:
         failures[pid] = reason
 
 
-def _feature_row_problems(bundle: ModelBundle, features: pd.DataFrame, settings: CohortSettings) -> dict[str, str]:
-    """Per-patient problems of a feature table: non-finite values, missing imaging values, implausible clinical."""
-    out: dict[str, str] = {}
+def _feature_row_problems(
+    bundle: ModelBundle, features: pd.DataFrame, settings: CohortSettings
+) -> tuple[dict[str, str], MissingValues]:
+    """Per-patient problems of a feature table, and the missing values the model imputes as in training.
+
+    Refused (:mod:`rccgrade.models.predict_missing`): non-finite or non-numeric values, missing values no
+    training-fitted imputer covers, every imaging feature missing; and implausible clinical values.
+    """
     needed = [c for c in bundle.feature_names if c in features.columns]
+    found = missing_values(bundle.model, features, needed)
+    out: dict[str, str] = {}
+    for pid, reason in found.failures.items():
+        _fail(out, pid, reason)
     for name in needed:
         col = features[name]
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        if not name.startswith("clin:") or not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             continue
         values = col.to_numpy(dtype=np.float64)
-        for i in np.flatnonzero(np.isinf(values)):
-            _fail(out, str(features.index[i]), f"feature {name} is {values[i]:g}: not finite")
-        if not name.startswith("clin:"):
-            for i in np.flatnonzero(np.isnan(values)):
-                _fail(out, str(features.index[i]), f"imaging feature {name} is missing")
-        else:
-            for i in np.flatnonzero(np.isfinite(values)):
-                found = clinical_value_problem(name[len("clin:") :], float(values[i]), settings)
-                if found is not None:
-                    _fail(out, str(features.index[i]), f"{found[0]}: {found[1]}")
-    return out
+        for i in np.flatnonzero(np.isfinite(values)):
+            problem = clinical_value_problem(name[len("clin:") :], float(values[i]), settings)
+            if problem is not None:
+                _fail(out, str(features.index[i]), f"{problem[0]}: {problem[1]}")
+    return out, found
 
 
 def predict_table(
@@ -337,8 +346,14 @@ def predict_table(
         for pid in present.index[present.index.duplicated()].unique():
             _fail(failed, str(pid), "the feature table holds this patient more than once")
         present = present[~present.index.isin([p for p in failed])]
-    for pid, reason in _feature_row_problems(bundle, present, settings).items():
+    problems, missing = _feature_row_problems(bundle, present, settings)
+    for pid, reason in problems.items():
         _fail(failed, pid, reason)
+    imputed = [p for p in present.index if p not in failed and missing.note(p)]
+    for pid in imputed[:20]:
+        log.warning("patient %s: %s", pid, missing.note(pid))
+    if len(imputed) > 20:
+        log.warning("… and %d more patient(s) with imputed feature values (see their reason)", len(imputed) - 20)
     present = present.loc[[p for p in present.index if p not in failed]]
     proba = pd.Series(dtype=np.float64)
     ood = pd.Series(dtype=object)
@@ -364,13 +379,14 @@ def predict_table(
         if pid not in failed and pid in proba.index:
             if ood.get(pid, ""):
                 rec["status"] = STATUS_OOD
-                rec["reason"] = ood[pid]
+                rec["reason"] = " | ".join(r for r in (ood[pid], missing.note(pid)) if r)
             else:
                 p = float(proba[pid])
                 rec["status"] = STATUS_OK
                 rec["probability"] = p
                 rec["predicted_class"] = int(p >= bundle.threshold)
                 rec["predicted_grade"] = "high" if p >= bundle.threshold else "low"
+                rec["reason"] = missing.note(pid)
         elif not rec["reason"]:
             rec["reason"] = "no prediction (unknown cause)"
         records.append(rec)

@@ -51,6 +51,9 @@ class ModelSettings(BaseModel):
         combined_budgets: Budgets a source may get (0 = leave the source out).
         combined_budget_cv: Folds of the inner CV that chooses the budgets.
         combined_min_gain: Inner-CV AUC a change of budget must add to be accepted (favours fewer features).
+        combined_budget_scorer: What scores the budgets: ``logistic`` (an L2 logistic regression whatever the
+            arm's classifier: a cheap proxy, see :mod:`rccgrade.models.fusion`) or ``arm`` (the arm's own
+            classifier with its package defaults, untuned; ``auto`` keeps the proxy).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -85,6 +88,7 @@ class ModelSettings(BaseModel):
     combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
     combined_budget_cv: int = Field(5, ge=2)
     combined_min_gain: float = Field(0.005, ge=0, lt=0.5)
+    combined_budget_scorer: Literal["logistic", "arm"] = "logistic"
 
     @field_validator("auto_candidates")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 
 from rccgrade.config import StudyConfig
 from rccgrade.deep.settings import DeepSettings
+from rccgrade.models.settings import ModelSettings
 from rccgrade.radiomics.settings import methods_sentence
 
 
@@ -65,6 +66,7 @@ def methods_paragraphs(
     deep_dims: Mapping[str, int] | None = None,
     split_source: str = "stratified random",
     packages: Mapping[str, str] | None = None,
+    fusion: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """A short, factual methods summary generated from the configuration actually used.
 
@@ -74,6 +76,8 @@ def methods_paragraphs(
         deep_dims: ROI → number of pooled deep features in the feature table (None: deep features not used).
         split_source: ``manifest`` or ``stratified random``.
         packages: Package → version, from ``provenance.json`` (PyRadiomics' version is quoted from it).
+        fusion: Fitted arm → what fusion and ``auto`` learnt (``ArmsResult.fusion``, or :func:`fusion_records`
+            of the models stage); None: only the configuration is described (:func:`fusion_methods`).
     """
     pre = cfg.preprocess
     deep = deep or cfg.deep
@@ -116,7 +120,7 @@ def methods_paragraphs(
         + methods_sentence(rad)
         + deep_text
         + " Clinical variables as recorded, imputed inside each model.",
-        f"Models: {mod.classifier} classifiers per arm ({', '.join(mod.arms)}), selection steps "
+        f"Models: {_classifier_text(mod)} per arm ({', '.join(mod.arms)}), selection steps "
         f"{' → '.join(mod.selection.steps)} on the training patients, hyper-parameters tuned by {mod.cv_folds}-fold "
         f"stratified CV; class imbalance handled by the training-derived threshold"
         + (
@@ -130,4 +134,123 @@ def methods_paragraphs(
         f"with {ev.multiple_testing} correction; Youden threshold from the training cohort; calibration "
         "slope/intercept, "
         f"Brier score, Hosmer–Lemeshow ({ev.hl_groups} groups); decision curves.",
+        *([text] if (text := fusion_methods(mod, fusion)) else []),
     ]
+
+
+def _classifier_text(mod: ModelSettings) -> str:
+    if mod.classifier == "auto":
+        return "a classifier chosen by cross-validation (classifier: auto, see below)"
+    return f"{mod.classifier} classifiers"
+
+
+def _auto_arms(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """Arms whose classifier was chosen by ``auto`` (from the records when given, else from the settings)."""
+    if fusion is not None:
+        return [a for a, rec in fusion.items() if rec.get("auto")]
+    single = [a for a in mod.arms if a != "stacked"]
+    return [a for a in single if mod.arm_classifiers.get(a, mod.classifier) == "auto"]
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{float(value):.{digits}f}"
+
+
+def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The fusion and model-choice sentences of the methods: non-negative stacking, per-source budgets and
+    ``classifier: auto``, each only when the run used it, with the settings' numbers and what was learnt.
+
+    Args:
+        mod: The model settings of the run.
+        fusion: Fitted arm → its fusion record (``ArmsResult.fusion``); None: decide from the settings alone.
+
+    Returns:
+        One paragraph, or "" when none of the three was used.
+    """
+    arms = list(fusion) if fusion is not None else list(mod.arms)
+    parts: list[str] = []
+    if "stacked" in arms:
+        rec = (fusion or {}).get("stacked", {})
+        meta = rec.get("stacking_meta")
+        nonneg = mod.stacking_meta == "nonnegative" if meta is None else meta == "NonNegativeLogisticRegression"
+        ridge = "no ridge penalty" if mod.stacking_c is None else f"ridge C = {mod.stacking_c:g}"
+        text = "Stacked arm: a logistic meta-model on the logits of the single-source arms' out-of-fold training " + (
+            f"probabilities with non-negative source weights (bounded L-BFGS-B, free intercept, {ridge}), so a "
+            "source without signal gets weight 0"
+            if nonneg
+            else f"probabilities, unconstrained ({ridge})"
+        )
+        weights = rec.get("stacking_weights")
+        if weights:
+            text += "; learnt weights " + ", ".join(f"{a} {_num(w, 2)}" for a, w in weights.items())
+        parts.append(text + ".")
+    if "combined" in arms and mod.combined_selection == "budgets":
+        rec = (fusion or {}).get("combined", {})
+        text = (
+            "Combined arm: each source contributed at most a budget of its selected features (mRMR order), the "
+            f"budgets ({', '.join(str(b) for b in mod.combined_budgets)}; 0 leaves a source out) chosen by "
+            f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (greedy search, minimum "
+            f"gain {mod.combined_min_gain:g} AUC, scored by "
+            + (
+                "the arm's own classifier, untuned)"
+                if mod.combined_budget_scorer == "arm"
+                and mod.arm_classifiers.get("combined", mod.classifier) not in ("auto", "logistic")
+                else "an L2 logistic regression)"
+            )
+        )
+        budgets = rec.get("budgets")
+        if budgets and all(v is None for v in budgets.values()):
+            text += "; too few training patients for that cross-validation, so every source kept its selected features"
+        elif budgets:
+            text += "; chosen budgets " + ", ".join(f"{s} {b}" for s, b in budgets.items())
+            if rec.get("budget_cv_auc") is not None:
+                text += f" (inner-CV AUC {_num(rec['budget_cv_auc'])})"
+        parts.append(text + ".")
+    auto = _auto_arms(mod, fusion)
+    if auto:
+        recs = {a: dict((fusion or {}).get(a, {}).get("auto") or {}) for a in auto}
+        n_folds = next((r["n_folds"] for r in recs.values() if r.get("n_folds")), mod.cv_folds)
+        text = (
+            f"Classifier choice (classifier: auto) for {', '.join(auto)}: among {', '.join(mod.auto_candidates)}, the "
+            f"highest mean {n_folds}-fold cross-validated AUC on the training patients, each candidate tuned inside "
+            "the folds"
+        )
+        chosen = [
+            f"{a} → {r['chosen']} (CV AUC {_num(r['scores'][r['chosen']])})" for a, r in recs.items() if r.get("chosen")
+        ]
+        if chosen:
+            text += "; chosen " + ", ".join(chosen)
+        per_fold = {a: [f["chosen"] for f in r.get("outer_folds", [])] for a, r in recs.items()}
+        if mod.nested_oof:
+            text += ". The choice was repeated inside every outer fold of the out-of-fold probabilities" + (
+                " (" + "; ".join(f"{a}: {', '.join(c)}" for a, c in per_fold.items() if c) + ")"
+                if any(per_fold.values())
+                else ""
+            )
+        else:
+            text += (
+                ". The out-of-fold probabilities reused the final choice and hyper-parameters (nested_oof off), "
+                "so the training-cohort AUC of these arms is optimistic"
+            )
+        parts.append(text + ".")
+    return " ".join(parts)
+
+
+def fusion_records(models: Any) -> dict[str, dict[str, Any]]:
+    """Fitted arm → its fusion record, read from the models stage's bundles (``bundle.json`` ``extra.fusion``).
+
+    Args:
+        models: The models stage output (``arms`` and ``bundle_dir(arm)``).
+    """
+    from rccgrade.errors import ModelError
+    from rccgrade.models.bundle import read_bundle_meta
+
+    out: dict[str, dict[str, Any]] = {}
+    for arm in models.arms:
+        try:
+            meta = read_bundle_meta(models.bundle_dir(arm))
+        except ModelError:
+            out[arm] = {}
+            continue
+        out[arm] = dict(meta.extra.get("fusion") or {})
+    return out

@@ -17,7 +17,7 @@ from rccgrade.errors import RccgradeError
 from rccgrade.features.naming import arm_folder, arm_label, arm_roi, is_deep
 from rccgrade.safepath import child_path
 from rccgrade.study.context import StageRecord, StudyContext, log, need
-from rccgrade.study.methods_text import methods_paragraphs, summary_paragraphs
+from rccgrade.study.methods_text import fusion_records, methods_paragraphs, summary_paragraphs
 from rccgrade.study.outputs import DeepOutput, ModelsOutput, PreprocessOutput, ReportOutput
 from rccgrade.study.report_blocks import (
     EXPLAIN_CAPTIONS,
@@ -238,6 +238,7 @@ def write_study_report(ctx: StudyContext) -> Path:
             deep_dims=dict(r.deep.dims) if r.deep is not None else None,
             split_source=r.split.source if r.split is not None else "stratified random",
             packages=_packages(ctx.run_dir),
+            fusion=fusion_records(models),
         ),
         provenance=provenance_block(ctx.run_dir, cfg, ctx.records),
     )
