@@ -224,6 +224,51 @@ def fits(results: list[dict[str, Any]], at: int = 496) -> dict[str, Any]:
     return out
 
 
+PER_CASE_STAGES = ("cohort", "preprocess", "deep")
+
+
+def projection(
+    results: list[dict[str, Any]], at: int = 496, cores: int = 2, copies: int = 4, max_patients: int = 50
+) -> dict[str, Any]:
+    """CPU seconds per stage projected to ``at`` patients from the largest size run, and wall ≈ CPU ÷ ``cores``.
+
+    Per-case stages scale with N. Radiomics scales with its PyRadiomics extractions: one per patient plus
+    ``copies`` per stability patient (at most ``max_patients`` training patients, 70 % of N), so its cost per
+    extraction is measured and multiplied by the extractions at ``at``. The other stages (models, evaluate,
+    report) take the linear fit of their CPU seconds over the sizes run (bench/models.py measures the models
+    stage at 496 directly). Wall ≈ CPU ÷ cores assumes the cores are kept busy (true for the per-case stages).
+    """
+    big = max(results, key=lambda r: r["n"])
+    n = big["n"]
+
+    def extractions(m: int) -> int:
+        return m + min(round(0.7 * m), max_patients) * copies
+
+    fit = fits(results, at)
+    out: dict[str, Any] = {}
+    for stage in big["stages"]:
+        name, cpu = stage["name"], stage["cpu_seconds"]
+        if cpu is None:
+            continue
+        if name in PER_CASE_STAGES:
+            per, proj, how = cpu / n, cpu / n * at, f"{cpu / n:.3f} CPU s a case at N = {n}, × {at}"
+        elif name == "radiomics":
+            per = cpu / extractions(n)
+            proj = per * extractions(at)
+            how = (
+                f"{per:.2f} CPU s an extraction at N = {n} ({extractions(n)} extractions), "
+                f"× {extractions(at)} extractions"
+            )
+        else:
+            lin = (fit.get(name) or {}).get("cpu_seconds") or {}
+            proj = max(0.0, lin.get(f"at_{at}", cpu))
+            per, how = None, f"linear fit of CPU seconds over N = {[r['n'] for r in results]}"
+        out[name] = {"cpu_s": round(proj, 1), "wall_s_on_cores": round(proj / cores, 1), "how": how}
+    total = sum(v["cpu_s"] for v in out.values())
+    out["total"] = {"cpu_s": round(total, 1), "wall_s_on_cores": round(total / cores, 1), "cores": cores}
+    return out
+
+
 def bench_config(
     manifest: Path, runs_dir: Path, name: str, workers: int, stability: int, image_size: int, params: str | None
 ) -> Any:
@@ -366,6 +411,7 @@ def _write(
         "sizes_done": [r["n"] for r in results],
         "results": results,
         "fits_in_n": fits(results),
+        "projection_496": projection(results) if results else None,
         "cohort": str(manifest) if args.cohort is not None else "generated (seed 0)",
         "profiled": args.profile,
         "profiled_serially": args.profile and args.workers == 1,
