@@ -138,7 +138,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         X_in = X
         X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="TabularPreprocessor")
         needed = self.numeric_ + self.categorical_
-        missing = [c for c in needed if c not in X.columns]
+        present = set(X.columns)
+        missing = [c for c in needed if c not in present]
         if missing:
             raise ModelError(f"{len(missing)} feature(s) seen in training are missing: {missing[:5]}")
         parts: list[pd.DataFrame] = []
@@ -158,8 +159,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 dummies[f"{col}={lvl}"] = (vals == lvl).astype(np.float64)
         if dummies:
             parts.append(pd.DataFrame(dummies, index=X.index))
-        out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
-        return _output_like(X_in, out.loc[:, list(self.get_feature_names_out())])
+        out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0] if parts else pd.DataFrame(index=X.index)
+        return _output_like(X_in, out)  # columns: numeric_, then the indicators = get_feature_names_out()
 
 
 # --------------------------------------------------------------------------------------------------
