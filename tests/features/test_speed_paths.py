@@ -49,7 +49,9 @@ def test_lasso_selector_equals_logistic_regression_cv_with_the_stock_log_loss(se
         random_state=seed,
         use_legacy_attributes=False,
     ).fit(z, y)
-    assert sel.C_ == float(np.ravel(ref.C_)[0])
+    ref_c = float(np.ravel(ref.C_)[0])
+    chosen = sel.C_
+    assert chosen == ref_c
     np.testing.assert_array_equal(sel.coef_, np.ravel(ref.coef_))
 
 
