@@ -72,7 +72,6 @@ def test_shared_fits_change_no_number(make_table: Callable, monkeypatch: pytest.
     )
     shared = fit_arms(table, y, train, settings, seed=7, n_jobs=1)
     monkeypatch.setattr(arm_tasks, "shared_fits", contextlib.nullcontext)
-    monkeypatch.setattr(fit_cache, "_ACTIVE", [])
     plain = fit_arms(table, y, train, settings, seed=7, n_jobs=1)
     for frame in ("train_proba", "oof_proba", "test_proba"):
         pd.testing.assert_frame_equal(getattr(shared, frame), getattr(plain, frame), check_exact=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from sklearn.base import clone
 
 __all__ = ["fit_chain", "shared_fits"]
 
-_ACTIVE: list[OrderedDict[str, Any]] = []
+_LOCAL = threading.local()
 _MAX_ENTRIES = 256
 """At most this many fits are kept (least recently used dropped): one task of the paper settings needs
 5 sources × (5 inner folds + 1) = 30; a serial run of all tasks about 180 (each a few hundred kB)."""
@@ -38,14 +39,19 @@ _MAX_ENTRIES = 256
 @contextmanager
 def shared_fits() -> Iterator[None]:
     """Reuse identical chain fits made by :func:`fit_chain` until the block ends (nested blocks share one)."""
-    if _ACTIVE:
+    if _active() is not None:
         yield
         return
-    _ACTIVE.append(OrderedDict())
+    _LOCAL.cache = OrderedDict()
     try:
         yield
     finally:
-        _ACTIVE.clear()
+        _LOCAL.cache = None
+
+
+def _active() -> OrderedDict[str, Any] | None:
+    """The cache of this thread's open :func:`shared_fits` block (None outside one; each thread has its own)."""
+    return getattr(_LOCAL, "cache", None)
 
 
 def fit_chain(est: Any, X: Any, y: Any) -> Any:
@@ -53,9 +59,9 @@ def fit_chain(est: Any, X: Any, y: Any) -> Any:
 
     Returns a copy of the cached fit (callers may keep or change their own), or a fresh fit outside a block.
     """
-    if not _ACTIVE:
+    cache = _active()
+    if cache is None:
         return clone(est).fit(X, y)
-    cache = _ACTIVE[0]
     key = _key(est, X, y)
     hit = cache.get(key)
     if hit is None:
@@ -90,4 +96,5 @@ def _key(est: Any, X: Any, y: Any) -> str:
 
 def cache_size() -> int:
     """Fits held by the active block (0 outside one); for tests and logging."""
-    return len(_ACTIVE[0]) if _ACTIVE else 0
+    cache = _active()
+    return 0 if cache is None else len(cache)
