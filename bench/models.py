@@ -5,15 +5,18 @@
   contains 0.5; the naive pipeline (top-20 Mann–Whitney features chosen on ALL patients, then split) scores
   far higher. Reported per seed: both AUCs, the honest CI, and the fit time.
 * Fusion: 400 patients with signal split across clinical, radiomics and deep features; test AUC per arm.
-* Speed (``--speed DIR``): the models stage (``fit_arms``, every arm, nested OOF, default settings) on the
-  demo tables of ``DIR`` (``radiomics.parquet`` 107 features, ``deep.parquet`` 6,144 float32 features,
-  ``manifest.csv`` with clinical columns and ``grade``) at N = 200, and at N = 496 resampled from them with
-  noise; wall time for 1 and 2 workers, and a cProfile summary (``bench/results/models_profile.txt``).
+* Speed (``--speed DIR``): the models stage (``fit_arms`` at the ``configs/paper.yaml`` model settings: every
+  arm, nested OOF) on the demo tables of ``DIR`` (``radiomics.parquet`` 107 features widened with
+  noise-perturbed copies to the paper's 1,316, ``deep.parquet`` 6,144 float32 features, ``manifest.csv``
+  with clinical columns and ``grade``) at N = 200, and at N = 496 resampled from them with noise; wall time,
+  CPU seconds of the process and its worker processes, and the load average, for 1 and 2 workers; a
+  cProfile summary of the first size with 1 worker (``bench/results/models_profile.txt``).
 
 Usage::
 
     .venv/bin/python bench/models.py --seeds 5
     .venv/bin/python bench/models.py --speed /work/bench_cache/demo200 --sizes 200 496
+    .venv/bin/python bench/models.py --speed /work/bench_cache/demo200 --sizes 496 --workers 2
 
 Writes ``bench/results/models.json`` (numbers + machine).
 """
@@ -26,6 +29,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,44 +85,133 @@ def demo_tables(folder: Path, n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.S
     return table, y
 
 
-def speed(folder: Path, sizes: list[int], workers: list[int], profile_out: Path) -> list[dict]:
-    """Wall and CPU time of ``fit_arms`` (default settings: every arm, nested OOF) on the demo tables.
+PAPER_RADIOMICS = 1316
+"""Radiomics features of the paper configuration (arterial phase, original + LoG + wavelet); the demo has 107."""
 
-    On a shared machine the wall time depends on the load (recorded); with one worker the CPU time of this
-    process is the load-independent cost. The profile uses CPU time too.
+
+def widen_radiomics(table: pd.DataFrame, width: int = PAPER_RADIOMICS, seed: int = 1) -> pd.DataFrame:
+    """Add noise-perturbed copies of the ``rad:`` columns until there are ``width`` of them.
+
+    Copy k of feature j is ``x_j + 0.3 · SD(x_j) · N(0, 1)`` (r ≈ 0.96 with its original), so the widened
+    block is as redundant as a real filter bank (LoG/wavelet variants of one feature) and the selection
+    steps (univariate test, correlation filter, LASSO) do representative work.
+    """
+    rad = [c for c in table.columns if c.startswith("rad:")]
+    if len(rad) >= width:
+        return table
+    rng = np.random.default_rng(seed)
+    base = table[rad].to_numpy(dtype=np.float64)
+    sd = base.std(axis=0)
+    extra = {}
+    for k in range(width - len(rad)):
+        j = k % len(rad)
+        extra[f"{rad[j]}_copy{k + 1}"] = base[:, j] + rng.normal(size=len(base)) * sd[j] * 0.3
+    return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+
+
+def paper_settings() -> Any:
+    """The ``models`` section of ``configs/paper.yaml`` (every arm, nested OOF, union fusion, logistic stacking)."""
+    import yaml
+
+    from rccgrade.models.settings import ModelSettings
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "paper.yaml"
+    return ModelSettings(**yaml.safe_load(config.read_text())["models"])
+
+
+class CpuMeter:
+    """CPU seconds of this process and of its worker processes (loky workers live on between runs).
+
+    Live children are read with psutil (per pid, so a worker reused from an earlier run only adds what it
+    did since); children that exited and were reaped come from ``getrusage(RUSAGE_CHILDREN)``.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.cpu0 = time.process_time()
+        self.reaped0 = self._reaped()
+        self.live0 = self._live()
+        self.wall0 = time.perf_counter()
+        self.load0 = os.getloadavg()
+
+    @staticmethod
+    def _reaped() -> float:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    def _live(self) -> dict[int, float]:
+        import psutil
+
+        out = {}
+        for child in self.proc.children(recursive=True):
+            try:
+                t = child.cpu_times()
+                out[child.pid] = t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return out
+
+    def read(self) -> dict[str, Any]:
+        """Seconds since construction: wall, CPU of this process, CPU of its children, and the load average."""
+        live = self._live()
+        children = sum(v - self.live0.get(pid, 0.0) for pid, v in live.items()) + self._reaped() - self.reaped0
+        main = time.process_time() - self.cpu0
+        return {
+            "wall_seconds": time.perf_counter() - self.wall0,
+            "cpu_seconds_main": main,
+            "cpu_seconds_children": children,
+            "cpu_seconds_total": main + children,
+            "loadavg_start": list(self.load0),
+            "loadavg_end": list(os.getloadavg()),
+        }
+
+
+def speed(folder: Path, sizes: list[int], workers: list[int], profile_out: Path) -> list[dict]:
+    """Wall and CPU time of ``fit_arms`` at the paper's model settings on the demo tables, per N and workers.
+
+    Paper settings (``configs/paper.yaml``): every arm (clinical, radiomics, deep per ROI, combined,
+    stacked), nested OOF, 5 folds, C tuned over 4 values; 6,144 float32 deep features in three ROI blocks;
+    the radiomics block widened to the paper's 1,316 columns (:func:`widen_radiomics`). On a shared machine
+    the wall time depends on the load (recorded); the CPU seconds (this process and its workers) are the
+    load-independent cost. The first size with one worker also runs under cProfile (CPU clock), whose
+    summary goes to ``profile_out``; profiling slows it down, so its times are recorded but flagged.
     """
     import cProfile
     import io
     import pstats
 
+    from sklearn.metrics import roc_auc_score
+
     from rccgrade.models.arms import fit_arms
-    from rccgrade.models.settings import ModelSettings
     from rccgrade.models.split import make_split, train_test_ids
 
+    settings = paper_settings()
     rows = []
     for n in sizes:
         table, y = demo_tables(folder, n)
+        table = widen_radiomics(table)
         train, test = train_test_ids(make_split(y, seed=0))
         for w in workers:
-            prof = cProfile.Profile(time.process_time) if w == 1 and n == sizes[0] else None
-            t0, c0 = time.perf_counter(), time.process_time()
+            profiled = w == 1 and n == sizes[0]
+            prof = cProfile.Profile(time.process_time) if profiled else None
+            meter = CpuMeter()
             if prof is not None:
                 prof.enable()
-            res = fit_arms(table, y, train, ModelSettings(), seed=0, **({"n_jobs": w} if w != 1 else {}))
+            res = fit_arms(table, y, train, settings, seed=0, n_jobs=w)
             if prof is not None:
                 prof.disable()
+            row = {"n": n, "workers": w, "profiled": profiled, **meter.read(), "columns": table.shape[1]}
+            if prof is not None:
                 buf = io.StringIO()
-                pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(40)
+                buf.write(f"fit_arms at N = {n}, 1 worker, paper settings, {table.shape[1]} columns; CPU clock\n")
+                pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(50)
+                pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
                 profile_out.write_text(buf.getvalue())
-            row = {
-                "n": n,
-                "workers": w,
-                "seconds": time.perf_counter() - t0,
-                "cpu_seconds_main_process": time.process_time() - c0,  # all the work when workers == 1
-                "arms": res.arms,
-            }
-            from sklearn.metrics import roc_auc_score
-
+            row["arms"] = res.arms
             row["test_auc"] = {a: float(roc_auc_score(y.loc[test], res.test_proba[a])) for a in res.arms}
             rows.append(row)
             print(row, flush=True)
@@ -147,7 +240,9 @@ def main() -> None:
     machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
     if args.speed is not None:
         result = json.loads(args.out.read_text()) if args.out.exists() else {}
-        profile = args.out.parent / f"models_profile_{args.label}.txt"
+        profile = args.out.parent / (
+            "models_profile.txt" if args.label == "after" else f"models_profile_{args.label}.txt"
+        )
         result.setdefault("speed", {})[args.label] = {
             "rows": speed(args.speed, args.sizes, args.workers, profile),
             "machine": {**machine, "loadavg": os.getloadavg()},

@@ -18,6 +18,7 @@ __all__ = [
     "FrameSelector",
     "as_frame",
     "binary_labels",
+    "check_finite_numeric",
     "is_categorical_dtype",
     "numeric_block",
     "numeric_matrix",
@@ -50,6 +51,17 @@ def numeric_matrix(X: pd.DataFrame, step: str) -> np.ndarray:
             f"{step} got missing or infinite values in {bad[:5]}; put a TabularPreprocessor (imputation) before it"
         )
     return arr
+
+
+def check_finite_numeric(X: pd.DataFrame, step: str) -> None:
+    """Raise as :func:`numeric_matrix` does unless every value is a finite number (no float64 copy made when
+    the columns are already floats, e.g. a float32 deep block)."""
+    kinds = set(X.dtypes)
+    if kinds and all(pd.api.types.is_float_dtype(d) for d in kinds):
+        arr = X.to_numpy()
+        if np.isfinite(arr).all():
+            return
+    numeric_matrix(X, step)
 
 
 def as_frame(
@@ -126,7 +138,7 @@ def is_categorical_dtype(dtype: Any) -> bool:
 
 def numeric_block(frame: pd.DataFrame) -> np.ndarray:
     """Float matrix of numeric columns (non-numeric entries become NaN)."""
-    if all(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt) for dt in frame.dtypes):
+    if all(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt) for dt in set(frame.dtypes)):
         return frame.to_numpy(dtype=np.float64, na_value=np.nan)
     return frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -140,7 +152,10 @@ class FrameSelector(TransformerMixin, BaseEstimator):
 
     def _check_columns(self, X: pd.DataFrame) -> pd.DataFrame:
         names = list(self.feature_names_in_)
-        missing = [c for c in names if c not in X.columns]
+        if len(X.columns) == len(names) and X.columns.equals(pd.Index(names)):
+            return X  # the usual case inside a chain: exactly the columns seen in fit, in order
+        present = set(X.columns)
+        missing = [c for c in names if c not in present]
         if missing:
             raise FeatureMatrixError(
                 f"{type(self).__name__}: {len(missing)} feature(s) seen in training are missing: {missing[:5]}"
@@ -159,7 +174,7 @@ class FrameSelector(TransformerMixin, BaseEstimator):
         """Keep the selected columns (input may be a DataFrame with extra columns)."""
         frame = as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step=type(self).__name__)
         X_in, X = X, self._check_columns(frame)
-        numeric_matrix(X, type(self).__name__)  # the values fit saw were finite numbers; so must these be
+        check_finite_numeric(X, type(self).__name__)  # the values fit saw were finite numbers; so must these be
         if not self.get_support().any():
             raise ModelError(
                 f"{type(self).__name__} kept no feature (of {len(self.feature_names_in_)}, e.g. "

@@ -38,7 +38,7 @@ from rccgrade.features.matrix import numeric_block as _numeric_block
 from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
 from rccgrade.features.matrix import output_like as _output_like
 from rccgrade.features.scores import abs_corr as _abs_corr
-from rccgrade.features.scores import icc_mapping, univariate_auc, univariate_pvalues
+from rccgrade.features.scores import icc_mapping, neg_log_loss_binary, univariate_auc, univariate_pvalues
 from rccgrade.features.stability_selection import StabilitySelector
 from rccgrade.features.union import PrefixPCA, SourceUnion
 
@@ -101,13 +101,11 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         num_cols = [c for c, cat in zip(X.columns, is_cat, strict=True) if not cat]
         if num_cols:
             num = pd.DataFrame(_numeric_block(X[num_cols]), columns=num_cols)
-            medians = num.median(axis=0, skipna=True)
-            for col in num_cols:
-                if np.isfinite(medians[col]):
-                    self.numeric_.append(col)
-                    self.medians_[col] = float(medians[col])
-                else:
-                    dropped.append(col)
+            medians = num.median(axis=0, skipna=True).to_numpy(dtype=np.float64)
+            finite = np.isfinite(medians)
+            self.numeric_ = [c for c, ok in zip(num_cols, finite, strict=True) if ok]
+            self.medians_ = {c: float(m) for c, m, ok in zip(num_cols, medians, finite, strict=True) if ok}
+            dropped.extend(c for c, ok in zip(num_cols, finite, strict=True) if not ok)
         for col in cat_cols:
             vals = X[col].dropna().astype(str)
             if vals.empty:
@@ -140,7 +138,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         X_in = X
         X = _as_frame(X, list(self.feature_names_in_), n_features=self.n_features_in_, step="TabularPreprocessor")
         needed = self.numeric_ + self.categorical_
-        missing = [c for c in needed if c not in X.columns]
+        present = set(X.columns)
+        missing = [c for c in needed if c not in present]
         if missing:
             raise ModelError(f"{len(missing)} feature(s) seen in training are missing: {missing[:5]}")
         parts: list[pd.DataFrame] = []
@@ -160,13 +159,29 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 dummies[f"{col}={lvl}"] = (vals == lvl).astype(np.float64)
         if dummies:
             parts.append(pd.DataFrame(dummies, index=X.index))
-        out = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
-        return _output_like(X_in, out.loc[:, list(self.get_feature_names_out())])
+        out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0] if parts else pd.DataFrame(index=X.index)
+        return _output_like(X_in, out)  # columns: numeric_, then the indicators = get_feature_names_out()
 
 
 # --------------------------------------------------------------------------------------------------
 # filters
 # --------------------------------------------------------------------------------------------------
+
+
+def _largest_tie_count(arr: np.ndarray) -> np.ndarray:
+    """Per column, how many rows share its most common value (``np.unique(col, return_counts=True)[1].max()``).
+
+    One sort of the whole matrix instead of a ``np.unique`` per column; shape (p,) from (n, p).
+    """
+    n, p = arr.shape
+    if n == 0:
+        return np.zeros(p, dtype=np.int64)
+    s = np.sort(arr, axis=0).T  # (p, n): each row a sorted column
+    new = np.ones((p, n), dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]  # a run of equal values starts here (and at every column's first row)
+    starts = np.flatnonzero(new.ravel())
+    lengths = np.diff(np.append(starts, n * p))  # runs never cross columns: each column's first row starts one
+    return np.maximum.reduceat(lengths, np.flatnonzero(starts % n == 0)).astype(np.int64)
 
 
 class NearConstantFilter(_FrameSelector):
@@ -188,14 +203,8 @@ class NearConstantFilter(_FrameSelector):
         self._set_input(X)
         arr = _numeric_matrix(X, "NearConstantFilter")
         n = arr.shape[0]
-        support = np.zeros(arr.shape[1], dtype=bool)
         var = arr.var(axis=0) if n else np.zeros(arr.shape[1])
-        for j in range(arr.shape[1]):
-            if var[j] <= self.min_variance:
-                continue
-            _, counts = np.unique(arr[:, j], return_counts=True)
-            support[j] = counts.max() / n <= self.max_frequency
-        self.support_ = support
+        self.support_ = (var > self.min_variance) & (_largest_tie_count(arr) / max(n, 1) <= self.max_frequency)
         return self
 
 
@@ -399,7 +408,7 @@ class LassoSelector(BinaryTargetMixin, _FrameSelector):
             l1_ratios=(float(self.l1_ratio),),
             cv=StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state),
             solver="liblinear" if self.l1_ratio >= 1.0 else "saga",
-            scoring="neg_log_loss",
+            scoring=neg_log_loss_binary,  # the stock "neg_log_loss", without its per-call input checks
             class_weight=self.class_weight,
             max_iter=5000,
             random_state=self.random_state,

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from rccgrade.errors import ModelError
+from rccgrade.features.fit_cache import fit_chain
 from rccgrade.features.matrix import FeatureMatrixError
 from rccgrade.features.matrix import as_frame as _as_frame
 from rccgrade.features.matrix import numeric_matrix as _numeric_matrix
@@ -128,7 +129,7 @@ class SourceUnion(TransformerMixin, BaseEstimator):
                     f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
                     f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
                 )
-            fitted = clone(est).fit(X[cols], y)
+            fitted = fit_chain(est, X[cols], y)  # shared with other arms inside fit_cache.shared_fits
             if len(fitted.get_feature_names_out()) == 0:
                 raise ModelError(
                     f"no feature of {name!r} survived preprocessing and selection on the training patients "
