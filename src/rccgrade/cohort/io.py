@@ -145,7 +145,9 @@ def read_image(path: str | Path, *, patient_id: str | None = None, series_uid: s
     _check_exists(path, patient_id, "image")
     if path.is_dir():
         return read_dicom_series(path, patient_id=patient_id, series_uid=series_uid)
-    ensure_complete(path, patient_id=patient_id, what="image")
+    image = _read_checked(path, patient_id, "image")
+    if image is not None:
+        return image
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -155,6 +157,17 @@ def read_image(path: str | Path, *, patient_id: str | None = None, series_uid: s
             patient_id=patient_id,
             path=path,
         ) from None
+
+
+def _read_checked(path: Path, patient_id: str | None, what: str) -> sitk.Image | None:
+    """The image decoded in the same pass that checks it is complete (:func:`rccgrade.cohort.nifti_read.read_checked`),
+    or None when ITK must read it; raises an :class:`ImageError` naming the patient and file when it is cut short."""
+    from rccgrade.cohort.nifti_read import read_checked
+
+    found, image = read_checked(path)
+    if found.problem is not None:
+        raise ImageError(f"{what} is incomplete: {found.problem}", patient_id=patient_id, path=path)
+    return image
 
 
 def mask_labels(mask: sitk.Image) -> list[float]:
@@ -264,9 +277,10 @@ def read_mask(
                 f"cannot read DICOM mask series {uid}: {_first_line(exc)}", patient_id=patient_id, path=path
             ) from None
     else:
-        ensure_complete(path, patient_id=patient_id, what="mask")
         try:
-            raw = sitk.ReadImage(str(path))
+            raw = _read_checked(path, patient_id, "mask")
+            if raw is None:
+                raw = sitk.ReadImage(str(path))
         except RuntimeError as exc:
             raise ImageError(
                 f"cannot read mask: {_first_line(exc)}; save masks as NIfTI, NRRD or MHA label images",

@@ -98,6 +98,8 @@ class RegistrationSettings(BaseModel):
         min_step: Step length (mm) at which the optimizer stops.
         eval_spacing_mm: The metric before and after (quality control) is computed on every point of a
             grid with at least this spacing (mm) per axis over the region (0: the image's own grid).
+        eval_offsets: Copies of that grid, shifted by random sub-voxel offsets, over which the metric is
+            averaged (see :func:`rccgrade.preprocess.registration.evaluate_metric`).
         threads: ITK threads used by one registration (1 gives bitwise-reproducible results).
         min_improvement: Relative metric improvement below which the result is called "worsened"
             and identity is kept (0: any improvement is accepted).
@@ -115,14 +117,15 @@ class RegistrationSettings(BaseModel):
     clip_hu: tuple[float, float] = (-150.0, 400.0)
     histogram_bins: int = Field(50, ge=8)
     sampling_percentage: float = Field(0.5, gt=0, le=1)
-    max_samples: int = Field(20_000, ge=1000)
+    max_samples: int = Field(10_000, ge=1000)
     seed: int = Field(1, ge=1)
     shrink_factors: list[int] = [2, 1]
-    smoothing_sigmas_mm: list[float] = [1.0, 0.0]
+    smoothing_sigmas_mm: list[float] = [0.0, 0.0]
     iterations: int = Field(200, ge=1)
     learning_rate: float = Field(2.0, gt=0)
     min_step: float = Field(1e-3, gt=0)
-    eval_spacing_mm: float = Field(2.0, ge=0)
+    eval_spacing_mm: float = Field(3.0, ge=0)
+    eval_offsets: int = Field(2, ge=1)
     threads: int = Field(1, ge=1)
     min_improvement: float = Field(0.0, ge=0)
     unchanged_tolerance_mm: float = Field(2.0, ge=0)
