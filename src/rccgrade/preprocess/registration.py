@@ -3,18 +3,22 @@
 Patients breathe and move between phases, so the nephrographic and excretory phases are registered to
 the phase the mask was drawn on (default arterial) before the phases are stacked as channels.
 
-Method: rigid (Euler3D; affine optional) transform, multi-resolution (shrink factors and smoothing in
-mm), Mattes mutual information (the phases differ in contrast, not in anatomy), regular-step gradient
-descent with scales from physical shift, on intensities clamped to a soft-tissue HU range. The metric
-is evaluated only in a region around the tumour (the mask dilated by ``metric_margin_mm``, set as the
-fixed-image mask), so the kidney is aligned rather than the whole abdomen; both images are cropped to
-what that region can reach, which is exact and makes whole CTs cheap. Sampling is random with a fixed
-seed and ITK runs single-threaded by default, so a re-run gives bitwise-identical transforms.
+Method: rigid (Euler3D; affine optional) transform, Mattes mutual information (the phases differ in
+contrast, not in anatomy), regular-step gradient descent with scales from physical shift, on intensities
+clamped to a soft-tissue HU range. The metric is evaluated only in a region around the tumour (the mask
+dilated by ``metric_margin_mm``, set as the fixed-image mask), so the kidney is aligned rather than the whole
+abdomen; both images are cropped to what that region can reach, which is exact and makes whole CTs cheap.
+Multi-resolution: a pyramid of block averages (:mod:`rccgrade.preprocess.pyramid`), one single-level ITK
+registration per level started from the previous level's result, at most ``max_samples`` random samples of
+the region per iteration; the finer levels see the moving image only near where the coarser result sends the
+region (:data:`REFINE_REACH_MM`). Sampling is random with a fixed seed and ITK runs single-threaded by default,
+so a re-run gives bitwise-identical transforms.
 
-Quality control: the metric is evaluated before (identity) and after on every voxel of the region.
-A registration that raises, returns a non-finite metric, does not improve the metric or moves the
-region by more than ``max_displacement_mm`` falls back to identity with a warning and a flag; it never
-stops the other phases or cases.
+Quality control (:mod:`rccgrade.preprocess.registration_qc`): the metric is evaluated with identity and with
+the optimum on every point of a regular grid (``eval_spacing_mm``, averaged over ``eval_offsets`` sub-voxel
+shifts) inside the region, on crops of both images around it. A registration that raises, returns a non-finite
+metric, does not improve the metric or moves the region by more than ``max_displacement_mm`` falls back to
+identity with a warning and a flag; it never stops the other phases or cases.
 
 Transform convention (ITK): the transform maps points of the fixed (mask phase) space to the moving
 phase's space, i.e. ``registered(x) = moving(T(x))``.

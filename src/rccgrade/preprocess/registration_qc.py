@@ -21,6 +21,7 @@ def evaluate_metric(
     transform: sitk.Transform,
     settings: RegistrationSettings,
     n_offsets: int = 4,
+    grid: sitk.Image | None = None,
 ) -> float:
     """Mattes mutual information of ``moving ∘ transform`` vs ``fixed`` over ``region`` (lower is better).
 
@@ -31,10 +32,12 @@ def evaluate_metric(
     histogram — a correct 1 mm correction would look "worse" than identity. Off-grid points remove
     that bias. The grid's spacing is at least ``settings.eval_spacing_mm`` per axis (a 0.7 mm grid has
     ~8× more voxels than a 1.5 mm one and estimates the same histogram no better). Deterministic for a
-    given seed.
+    given seed. ``grid``: the image whose extent the grid spans (default ``fixed``; a crop of it evaluates the
+    same points).
     """
     rng = np.random.default_rng(settings.seed)
-    spacing, size = _evaluation_grid(fixed, settings.eval_spacing_mm)
+    grid = fixed if grid is None else grid
+    spacing, size = _evaluation_grid(grid, settings.eval_spacing_mm)
     values = []
     for offset in rng.uniform(0.0, 1.0, size=(n_offsets, 3)):
         reg = sitk.ImageRegistrationMethod()
@@ -45,8 +48,8 @@ def evaluate_metric(
         reg.MetricUseMovingImageGradientFilterOff()
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetInitialTransform(transform, inPlace=False)
-        origin = fixed.TransformContinuousIndexToPhysicalPoint([float(o) for o in offset])
-        reg.SetVirtualDomain(size, origin, spacing, fixed.GetDirection())
+        origin = grid.TransformContinuousIndexToPhysicalPoint([float(o) for o in offset])
+        reg.SetVirtualDomain(size, origin, spacing, grid.GetDirection())
         reg.SetNumberOfThreads(settings.threads)
         values.append(float(reg.MetricEvaluate(fixed, moving)))
     return float(np.mean(values))
@@ -97,6 +100,7 @@ def qc_metrics(
     Returns:
         One value per transform, in order (lower is better).
     """
+    whole = fixed
     box = region_bbox(region)
     if box is not None:
         size = fixed.GetSize()
@@ -105,7 +109,10 @@ def qc_metrics(
         crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         fixed, region = fixed[crop], region[crop]
         moving = _moving_crop(fixed, moving, transforms)
-    return [evaluate_metric(fixed, moving, region, t, settings, n_offsets=settings.eval_offsets) for t in transforms]
+    return [
+        evaluate_metric(fixed, moving, region, t, settings, n_offsets=settings.eval_offsets, grid=whole)
+        for t in transforms
+    ]
 
 
 def _moving_crop(
