@@ -29,7 +29,9 @@ number (``inf`` included: the manifest reader keeps only finite numbers) is ``cl
 the manifest reader.
 
 Images are opened header-first (``ImageFileReader.ReadImageInformation``); files are checked for completeness
-(:func:`rccgrade.cohort.io.check_storage`), then pixels are read once for the mask and intensity rules.
+while their pixels are read, in one pass (:func:`rccgrade.cohort.nifti_read.read_checked`). The voxel rules of a
+phase other than the mask's run as soon as it is read and its pixels are released, so a case holds at most the
+mask, the mask phase and one other phase in memory.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ from rccgrade.cohort.clinical_rules import (  # noqa: F401 - moved there; names 
 from rccgrade.cohort.io import (
     ImageGeometry,
     _first_line,
-    check_storage,
     choose_series,
     dicom_series,
+    distinct_values,
     image_geometry,
     read_dicom_series,
     read_image_information,
@@ -58,6 +60,7 @@ from rccgrade.cohort.io import (
 from rccgrade.cohort.lesions import find_lesions
 from rccgrade.cohort.manifest import NO_PATH
 from rccgrade.cohort.masks import is_structured_mask, read_structured_mask
+from rccgrade.cohort.nifti_read import read_checked
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.types import Case, Problem
 from rccgrade.cohort.voxel_rules import (
@@ -123,6 +126,7 @@ class _Volume:
         self.n_series = 1
         self.chosen_uid: str | None = None
         self._image: sitk.Image | None = None
+        self.deferred: list[Problem] | None = None
         if path.is_dir():
             try:
                 series = dicom_series(path)
@@ -141,8 +145,13 @@ class _Volume:
         vol = cls.__new__(cls)
         vol.path, vol.patient_id, vol.series_uid, vol.n_series, vol.chosen_uid = path, patient_id, None, 1, None
         vol._image = image
+        vol.deferred = None
         vol.geometry = image_geometry(image)
         return vol
+
+    def release(self) -> None:
+        """Drop the pixels (a later :attr:`image` reads them again)."""
+        self._image = None
 
     @property
     def image(self) -> sitk.Image:
@@ -249,10 +258,13 @@ class _Checker:
             )
             return None
         if not path.is_dir():
-            stored = check_storage(path)
+            stored, image = read_checked(path)  # one pass: a gzip file is decoded and checked together
             if stored.problem is not None:
                 self.add("truncated", f"{what} is incomplete: {stored.problem}", path)
                 return None
+            vol._image = image
+        if name != "mask" and name != self.case.mask_phase:
+            self.pixel_rules(name, vol, None)
         return vol
 
     # -- rules ------------------------------------------------------------------------------
@@ -260,7 +272,7 @@ class _Checker:
         """Mask content rules; the tumour voxels (bool, z-y-x) when the mask is usable, else None."""
         path = vol.path
         arr = sitk.GetArrayViewFromImage(vol.image)
-        values = np.unique(arr)
+        values = distinct_values(arr)
         nonzero = values[values != 0]
         label = self.case.label if self.case.label is not None else self.options.label
         if np.any(nonzero != np.rint(nonzero)):
@@ -397,7 +409,7 @@ class _Checker:
         if label is not None and not is_structured_mask(vol.path):
             mask = sitk.GetImageFromArray((arr == label).astype(np.uint8))
             mask.CopyInformation(vol.image)
-        elif np.count_nonzero(np.unique(arr)) > 1:
+        elif np.count_nonzero(distinct_values(arr)) > 1:
             return  # not binary and no label: reported by check_mask
         else:
             mask = vol.image
@@ -449,13 +461,30 @@ class _Checker:
                 if name != ref_name:
                     self.guarded("phase overlap", vol.path, self.check_overlap, name, vol, ref_name, vols[ref_name])
         for name, vol in vols.items():
-            if self.guarded(f"{name} pixel reading", vol.path, lambda v: v.image, vol) is None:
-                continue
-            inside = tumour if name == case.mask_phase else None
-            self.guarded(f"{name} non-finite voxels", vol.path, self.check_nonfinite, name, vol, inside)
-            self.guarded(f"{name} zero-filled slices", vol.path, self.check_zero_tail, name, vol)
-            self.guarded(f"{name} HU range", vol.path, self.check_hu, name, vol)
+            if vol.deferred is not None:
+                self.problems.extend(vol.deferred)
+            else:
+                self.pixel_rules(name, vol, tumour)
         return self.problems
+
+    def pixel_rules(self, name: str, vol: _Volume, tumour: np.ndarray | None) -> None:
+        """The voxel rules of one phase. A phase other than the mask's is checked as soon as it is opened and
+        its pixels are released (their problems are listed later, in rule order), so one case never holds
+        more than the mask phase and one other phase in memory."""
+        early = name != self.case.mask_phase
+        saved = self.problems
+        if early:
+            self.problems = []
+        try:
+            if self.guarded(f"{name} pixel reading", vol.path, lambda v: v.image, vol) is not None:
+                inside = tumour if name == self.case.mask_phase else None
+                self.guarded(f"{name} non-finite voxels", vol.path, self.check_nonfinite, name, vol, inside)
+                self.guarded(f"{name} zero-filled slices", vol.path, self.check_zero_tail, name, vol)
+                self.guarded(f"{name} HU range", vol.path, self.check_hu, name, vol)
+        finally:
+            if early:
+                vol.deferred, self.problems = self.problems, saved
+                vol.release()
 
 
 def _fmt(values: tuple[float, ...]) -> str:

@@ -145,7 +145,9 @@ def read_image(path: str | Path, *, patient_id: str | None = None, series_uid: s
     _check_exists(path, patient_id, "image")
     if path.is_dir():
         return read_dicom_series(path, patient_id=patient_id, series_uid=series_uid)
-    ensure_complete(path, patient_id=patient_id, what="image")
+    image = _read_checked(path, patient_id, "image")
+    if image is not None:
+        return image
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -157,11 +159,38 @@ def read_image(path: str | Path, *, patient_id: str | None = None, series_uid: s
         ) from None
 
 
+def _read_checked(path: Path, patient_id: str | None, what: str) -> sitk.Image | None:
+    """The image decoded in the same pass that checks it is complete (:func:`rccgrade.cohort.nifti_read.read_checked`),
+    or None when ITK must read it; raises an :class:`ImageError` naming the patient and file when it is cut short."""
+    from rccgrade.cohort.nifti_read import read_checked
+
+    found, image = read_checked(path)
+    if found.problem is not None:
+        raise ImageError(f"{what} is incomplete: {found.problem}", patient_id=patient_id, path=path)
+    return image
+
+
 def mask_labels(mask: sitk.Image) -> list[float]:
     """Distinct non-zero values of a mask, sorted."""
     arr = sitk.GetArrayViewFromImage(mask)
-    values = np.unique(arr)
+    values = distinct_values(arr)
     return [float(v) for v in values if v != 0]
+
+
+def distinct_values(arr: np.ndarray) -> np.ndarray:
+    """``np.unique(arr)``, by counting for 8- and 16-bit integers: one pass in chunks of 1 M voxels, instead of
+    sorting a copy of the volume (``np.bincount`` would otherwise cast the whole volume to int64)."""
+    if arr.dtype not in (np.uint8, np.uint16, np.int8, np.int16):
+        return np.unique(arr)
+    info = np.iinfo(arr.dtype)
+    shift = -int(info.min)
+    counts = np.zeros(int(info.max) + shift + 1, np.int64)
+    flat = arr.reshape(-1)
+    step = 1 << 20
+    for i in range(0, flat.size, step):
+        chunk = flat[i : i + step]
+        counts += np.bincount(chunk.astype(np.int32) + shift if shift else chunk, minlength=counts.size)
+    return (np.flatnonzero(counts) - shift).astype(arr.dtype)
 
 
 def binarize_mask(
@@ -181,8 +210,8 @@ def binarize_mask(
             patient_id=patient_id,
             path=path,
         )
-    arr = sitk.GetArrayFromImage(mask)
-    values = np.unique(arr)
+    arr = sitk.GetArrayViewFromImage(mask)
+    values = distinct_values(arr)
     nonzero = values[values != 0]
     if np.any(nonzero != np.rint(nonzero)):
         raise ImageError(
@@ -264,9 +293,10 @@ def read_mask(
                 f"cannot read DICOM mask series {uid}: {_first_line(exc)}", patient_id=patient_id, path=path
             ) from None
     else:
-        ensure_complete(path, patient_id=patient_id, what="mask")
         try:
-            raw = sitk.ReadImage(str(path))
+            raw = _read_checked(path, patient_id, "mask")
+            if raw is None:
+                raw = sitk.ReadImage(str(path))
         except RuntimeError as exc:
             raise ImageError(
                 f"cannot read mask: {_first_line(exc)}; save masks as NIfTI, NRRD or MHA label images",

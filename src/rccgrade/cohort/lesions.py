@@ -77,13 +77,18 @@ def find_lesions(mask: sitk.Image, *, min_volume_mm3: float = 10.0, connectivity
 
     if connectivity not in (6, 26):
         raise ValueError("connectivity must be 6 or 26")
-    arr = sitk.GetArrayViewFromImage(mask) != 0
+    full = sitk.GetArrayViewFromImage(mask)
+    voxel = float(np.prod(mask.GetSpacing()))
+    box = _nonzero_box(full)
+    if box is None:
+        return Lesions((), (), np.zeros(full.shape, dtype=np.int32), voxel)
+    # label inside the mask's bounding box only: a tumour fills a few thousandth of a 512² × 300 grid,
+    # and whole-grid int32/int64 work arrays took ~1 GB and seconds per case
+    arr = full[box] != 0
     structure = ndimage.generate_binary_structure(3, 3 if connectivity == 26 else 1)
     labels, n = ndimage.label(arr, structure=structure)
-    voxel = float(np.prod(mask.GetSpacing()))
-    if n == 0:
-        return Lesions((), (), np.zeros(arr.shape, dtype=np.int32), voxel)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    # first voxel of each component in z, y, x order (the box keeps that order)
     first = ndimage.minimum(np.arange(labels.size).reshape(labels.shape), labels, index=np.arange(1, n + 1))
     order = sorted(range(n), key=lambda i: (-int(counts[i]), float(first[i])))
     remap = np.zeros(n + 1, dtype=np.int32)
@@ -96,7 +101,20 @@ def find_lesions(mask: sitk.Image, *, min_volume_mm3: float = 10.0, connectivity
             remap[i + 1] = len(kept)
         else:
             specks.append(volume)
-    return Lesions(tuple(kept), tuple(sorted(specks, reverse=True)), remap[labels], voxel)
+    out = np.zeros(full.shape, dtype=np.int32)
+    out[box] = remap[labels]
+    return Lesions(tuple(kept), tuple(sorted(specks, reverse=True)), out, voxel)
+
+
+def _nonzero_box(arr: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the bounding box of the non-zero voxels of ``arr``, or None when there are none."""
+    box = []
+    for axis in range(arr.ndim):
+        hit = np.flatnonzero(np.any(arr, axis=tuple(a for a in range(arr.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def lesion_mask(mask: sitk.Image, lesions: Lesions, number: int) -> sitk.Image:

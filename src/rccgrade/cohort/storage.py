@@ -129,6 +129,7 @@ def check_storage(path: str | Path) -> StorageCheck:
     ITK reads a ``.nii``/``.nii.gz`` cut short without complaint and fills the missing voxels with zeros, so a
     half-copied scan would otherwise give features — and a confident probability — computed on zeros. NRRD and
     MetaImage files are refused by ITK itself when their data is short; DICOM folders are not checked here.
+    :func:`read_checked` makes the same check while decoding a NIfTI file, in one pass.
 
     Returns:
         A :class:`StorageCheck`; ``problem`` says what is missing (never raises for a broken file; a missing
@@ -138,6 +139,11 @@ def check_storage(path: str | Path) -> StorageCheck:
     if not path.is_file():
         return StorageCheck(path, False, None)
     head, total, compressed, error = _read_content(path)
+    return _judge(path, head, total, compressed, error)
+
+
+def _judge(path: Path, head: bytes, total: int, compressed: bool, error: str | None) -> StorageCheck:
+    """The :class:`StorageCheck` of a file whose content starts with ``head`` and holds ``total`` bytes."""
     layout = nifti_layout(head)
     expected = n_voxels = stored = None
     if layout is not None:

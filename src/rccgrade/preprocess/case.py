@@ -37,8 +37,9 @@ from rccgrade.safepath import remove_tree_inside
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "preprocess-2"
-"""Bump when the outputs change meaning (2: registered images cropped to the working region)."""
+CACHE_VERSION = "preprocess-3"
+"""Bump when the outputs change meaning (2: registered images cropped to the working region; 3: block-average
+registration pyramid, QC metric on crops — transforms differ slightly for the same settings)."""
 
 
 @dataclass

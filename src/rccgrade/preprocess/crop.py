@@ -34,10 +34,12 @@ Box = tuple[list[int], list[int]]
 
 def mask_bbox(mask: sitk.Image) -> Box:
     """Index bounding box (x, y, z start/stop) of the non-zero voxels of a uint8 mask (non-empty)."""
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
-    bb = stats.GetBoundingBox(1)
-    return [int(v) for v in bb[:3]], [int(bb[i]) + int(bb[i + 3]) for i in range(3)]
+    from rccgrade.preprocess.registration_qc import region_bbox
+
+    box = region_bbox(mask)
+    if box is None:
+        raise ValueError("empty mask has no bounding box")
+    return box[0], [v + 1 for v in box[1]]
 
 
 def roi_pad_mm(settings: PreprocessSettings, context_mm: float = CONTEXT_MM) -> tuple[float, float]:

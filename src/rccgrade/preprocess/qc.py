@@ -1,10 +1,7 @@
 """Quality-control figures of preprocessing (matplotlib, Agg backend, Figure objects — no pyplot state).
 
-* Per case, ``qc/<patient_id>.png``: rows = the three channels (phases), plus an RGB row where the
-  channels are shown as red/green/blue — misregistered phases show as coloured fringes at edges;
-  columns = a context view of the selected slice (30 mm around the tumour) and every ROI setting's output
-  image, with the tumour contour in red (and the kept ROI outline in yellow). A text panel lists per moving
-  phase the registration status, the metric before → after and the transform (rotation °, translation mm).
+* Per case, ``qc/<patient_id>.png``: :func:`rccgrade.preprocess.qc_montage.case_montage` (drawn with Pillow,
+  re-exported here): phases × (context + ROI settings), tumour outline, registration text.
 * Per cohort, ``qc/cohort_sheet.png``: one RGB thumbnail a case with its contour, framed green (registered),
   orange (a phase fell back to identity) or red (failed), to be scanned in seconds.
 """
@@ -20,9 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from rccgrade.preprocess.qc_montage import (  # noqa: F401 - moved there; names kept importable here
+    _context_stack,
+    case_montage,
+)
 from rccgrade.preprocess.registration import RegistrationResult
 from rccgrade.preprocess.settings import PreprocessSettings
-from rccgrade.preprocess.slices import SliceImages, channel_plan, window
 from rccgrade.safepath import child_path
 
 _OK, _FLAG, _FAIL = "#2ca02c", "#ff7f0e", "#d62728"
@@ -32,94 +32,6 @@ def _figure(width: float, height: float):  # -> matplotlib.figure.Figure
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100)
-
-
-def _context_stack(
-    vols: Mapping[str, np.ndarray], z: int, settings: PreprocessSettings
-) -> tuple[np.ndarray, list[str]]:
-    plan = channel_plan(list(vols), settings.missing_phases)
-    nz = next(iter(vols.values())).shape[0]
-    stack = np.stack(
-        [
-            window(vols[p][int(np.clip(z + off, 0, nz - 1))], settings.window_level, settings.window_width)
-            for p, off in plan
-        ]
-    )
-    labels = [p if off == 0 else f"{p}[{off:+d}]" for p, off in plan]
-    return stack, labels
-
-
-def case_montage(
-    patient_id: str,
-    vols: Mapping[str, np.ndarray],
-    tumour: np.ndarray,
-    images: SliceImages,
-    slice_indices: Sequence[int],
-    registration: Sequence[RegistrationResult],
-    settings: PreprocessSettings,
-    path: Path,
-) -> Path:
-    """Write the QC montage of one case (first selected slice); see the module docstring."""
-    z = images.slice_indices[0]
-    context, labels = _context_stack(vols, z, settings)
-    rois = list(images.arrays)
-    ncols, nrows = 1 + len(rois), 4
-    fig = _figure(2.0 * ncols + 0.4, 2.0 * nrows + 0.9)
-    grid = fig.add_gridspec(
-        nrows + 1, ncols, height_ratios=[1] * nrows + [0.25], hspace=0.08, wspace=0.04, top=0.93, bottom=0.02
-    )
-    flags = [r for r in registration if r.flagged]
-    colour = _FLAG if flags else _OK
-    fig.suptitle(
-        f"{patient_id} — slice {slice_indices[0]} ({len(slice_indices)} selected) — "
-        + (
-            "registration fallback: " + ", ".join(f"{r.phase} {r.status}" for r in flags)
-            if flags
-            else "registration ok"
-        ),
-        color=colour,
-        fontsize=10,
-    )
-    for col in range(ncols):
-        if col == 0:
-            img, outline, keep, title = context, tumour[z], None, "context"
-        else:
-            roi = rois[col - 1]
-            img = images.arrays[roi][0]
-            outline, keep, title = images.tumour_masks[roi][0], images.keep_masks[roi][0], roi
-        for row in range(nrows):
-            ax = fig.add_subplot(grid[row, col])
-            if row < 3:
-                ax.imshow(img[row], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(np.moveaxis(np.clip(img, 0, 1), 0, -1), interpolation="nearest")
-            if outline.any():
-                ax.contour(outline.astype(float), levels=[0.5], colors="red", linewidths=0.7)
-            if keep is not None and row == 3 and not keep.all():
-                ax.contour(keep.astype(float), levels=[0.5], colors="yellow", linewidths=0.6, linestyles="--")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(labels[row] if row < 3 else "RGB", fontsize=8)
-    text_ax = fig.add_subplot(grid[nrows, :])
-    text_ax.axis("off")
-    lines = [r.summary() for r in registration] or ["single phase: nothing to register"]
-    for i, line in enumerate(lines):
-        text_ax.text(
-            0.0,
-            1.0 - i * 0.45,
-            line,
-            fontsize=7.5,
-            family="monospace",
-            va="top",
-            color=_FLAG if registration and registration[i].flagged else "black",
-            transform=text_ax.transAxes,
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
 
 
 def save_thumbnail(

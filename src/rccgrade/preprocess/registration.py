@@ -3,18 +3,22 @@
 Patients breathe and move between phases, so the nephrographic and excretory phases are registered to
 the phase the mask was drawn on (default arterial) before the phases are stacked as channels.
 
-Method: rigid (Euler3D; affine optional) transform, multi-resolution (shrink factors and smoothing in
-mm), Mattes mutual information (the phases differ in contrast, not in anatomy), regular-step gradient
-descent with scales from physical shift, on intensities clamped to a soft-tissue HU range. The metric
-is evaluated only in a region around the tumour (the mask dilated by ``metric_margin_mm``, set as the
-fixed-image mask), so the kidney is aligned rather than the whole abdomen; both images are cropped to
-what that region can reach, which is exact and makes whole CTs cheap. Sampling is random with a fixed
-seed and ITK runs single-threaded by default, so a re-run gives bitwise-identical transforms.
+Method: rigid (Euler3D; affine optional) transform, Mattes mutual information (the phases differ in
+contrast, not in anatomy), regular-step gradient descent with scales from physical shift, on intensities
+clamped to a soft-tissue HU range. The metric is evaluated only in a region around the tumour (the mask
+dilated by ``metric_margin_mm``, set as the fixed-image mask), so the kidney is aligned rather than the whole
+abdomen; both images are cropped to what that region can reach, which is exact and makes whole CTs cheap.
+Multi-resolution: a pyramid of block averages (:mod:`rccgrade.preprocess.pyramid`), one single-level ITK
+registration per level started from the previous level's result, at most ``max_samples`` random samples of
+the region per iteration; the finer levels see the moving image only near where the coarser result sends the
+region (:data:`REFINE_REACH_MM`). Sampling is random with a fixed seed and ITK runs single-threaded by default,
+so a re-run gives bitwise-identical transforms.
 
-Quality control: the metric is evaluated before (identity) and after on every voxel of the region.
-A registration that raises, returns a non-finite metric, does not improve the metric or moves the
-region by more than ``max_displacement_mm`` falls back to identity with a warning and a flag; it never
-stops the other phases or cases.
+Quality control (:mod:`rccgrade.preprocess.registration_qc`): the metric is evaluated with identity and with
+the optimum on every point of a regular grid (``eval_spacing_mm``, averaged over ``eval_offsets`` sub-voxel
+shifts) inside the region, on crops of both images around it. A registration that raises, returns a non-finite
+metric, does not improve the metric or moves the region by more than ``max_displacement_mm`` falls back to
+identity with a warning and a flag; it never stops the other phases or cases.
 
 Transform convention (ITK): the transform maps points of the fixed (mask phase) space to the moving
 phase's space, i.e. ``registered(x) = moving(T(x))``.
@@ -30,12 +34,24 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
+from rccgrade.preprocess.pyramid import build_levels
+from rccgrade.preprocess.registration_qc import (  # noqa: F401 - moved there; names kept importable from here
+    _evaluation_grid,
+    _moving_crop,
+    evaluate_metric,
+    qc_metrics,
+    region_bbox,
+)
 from rccgrade.preprocess.settings import RegistrationSettings
 
 log = logging.getLogger(__name__)
 
 RegistrationStatus = Literal["registered", "unchanged", "skipped", "failed", "worsened", "implausible"]
 
+
+REFINE_REACH_MM = 10.0
+"""The levels after the coarsest see the moving image only this far (mm) beyond where the previous level's
+transform sends the fixed crop: a refinement moves by a few coarse voxels at most."""
 
 MAX_DISPLACEMENT_MM = 40.0
 """A transform moving some point of the metric region by more than this (mm) is implausible for
@@ -119,52 +135,6 @@ def metric_region(fixed: sitk.Image, tumour: sitk.Image, margin_mm: float) -> si
     return region
 
 
-def evaluate_metric(
-    fixed: sitk.Image,
-    moving: sitk.Image,
-    region: sitk.Image,
-    transform: sitk.Transform,
-    settings: RegistrationSettings,
-    n_offsets: int = 4,
-) -> float:
-    """Mattes mutual information of ``moving ∘ transform`` vs ``fixed`` over ``region`` (lower is better).
-
-    Evaluated on every voxel of the region, but on copies of the fixed grid shifted by sub-voxel offsets
-    (``n_offsets`` of them, drawn from ``settings.seed``; the mean is returned). At voxel centres the
-    identity transform needs no interpolation of the moving phase (same grid), and mutual information
-    then favours identity over any sub-voxel correction because interpolation blurs the joint
-    histogram — a correct 1 mm correction would look "worse" than identity. Off-grid points remove
-    that bias. The grid's spacing is at least ``settings.eval_spacing_mm`` per axis (a 0.7 mm grid has
-    ~8× more voxels than a 1.5 mm one and estimates the same histogram no better). Deterministic for a
-    given seed.
-    """
-    rng = np.random.default_rng(settings.seed)
-    spacing, size = _evaluation_grid(fixed, settings.eval_spacing_mm)
-    values = []
-    for offset in rng.uniform(0.0, 1.0, size=(n_offsets, 3)):
-        reg = sitk.ImageRegistrationMethod()
-        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
-        reg.SetMetricSamplingStrategy(reg.NONE)
-        reg.SetMetricFixedMask(region)
-        reg.MetricUseFixedImageGradientFilterOff()
-        reg.MetricUseMovingImageGradientFilterOff()
-        reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetInitialTransform(transform, inPlace=False)
-        origin = fixed.TransformContinuousIndexToPhysicalPoint([float(o) for o in offset])
-        reg.SetVirtualDomain(size, origin, spacing, fixed.GetDirection())
-        reg.SetNumberOfThreads(settings.threads)
-        values.append(float(reg.MetricEvaluate(fixed, moving)))
-    return float(np.mean(values))
-
-
-def _evaluation_grid(fixed: sitk.Image, min_spacing_mm: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """Spacing and size of a grid over ``fixed``'s extent with spacing ≥ ``min_spacing_mm`` per axis (0: native)."""
-    sp, size = fixed.GetSpacing(), fixed.GetSize()
-    spacing = tuple(max(float(s), float(min_spacing_mm)) for s in sp)
-    n = tuple(max(1, math.floor((size[i] - 1) * sp[i] / spacing[i] + 1e-6) + 1) for i in range(3))
-    return spacing, n
-
-
 def crop_for_registration(
     fixed: sitk.Image, moving: sitk.Image, region: sitk.Image, fixed_pad_mm: float = 10.0
 ) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
@@ -201,24 +171,28 @@ def crop_for_registration(
 
 
 def _region_corners(region: sitk.Image) -> list[tuple[float, ...]]:
-    arr = sitk.GetArrayViewFromImage(region)
-    idx = np.nonzero(arr)
-    if len(idx[0]) == 0:
+    box = region_bbox(region)
+    if box is None:
         return []
-    lo = [int(i.min()) for i in idx][::-1]
-    hi = [int(i.max()) for i in idx][::-1]
-    corners = []
-    for cx in (lo[0], hi[0]):
-        for cy in (lo[1], hi[1]):
-            for cz in (lo[2], hi[2]):
-                corners.append(region.TransformIndexToPhysicalPoint((cx, cy, cz)))
-    return corners
+    lo, hi = box
+    return [
+        region.TransformIndexToPhysicalPoint((cx, cy, cz))
+        for cx in (lo[0], hi[0])
+        for cy in (lo[1], hi[1])
+        for cz in (lo[2], hi[2])
+    ]
 
 
 def _centroid(region: sitk.Image) -> tuple[float, float, float]:
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(region)
-    return tuple(stats.GetCentroid(1))  # type: ignore[return-value]
+    """Physical centre of mass of the non-zero voxels (from the per-axis voxel counts)."""
+    arr = sitk.GetArrayViewFromImage(region) != 0
+    n = int(np.count_nonzero(arr))
+    index = []
+    for axis in (2, 1, 0):
+        other = tuple(a for a in range(3) if a != axis)
+        counts = np.count_nonzero(arr, axis=other)
+        index.append(float(np.dot(np.arange(counts.size), counts)) / n)
+    return tuple(region.TransformContinuousIndexToPhysicalPoint(index))  # type: ignore[return-value]
 
 
 def register_phase(
@@ -255,12 +229,18 @@ def _register(
 ) -> RegistrationResult:
     lo, hi = settings.clip_hu
     if sitk.GetArrayViewFromImage(region).any():
-        fixed, moving, region = crop_for_registration(fixed, moving, region)
-    fixed = sitk.Clamp(sitk.Cast(fixed, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
-    moving = sitk.Clamp(sitk.Cast(moving, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
+        pad = max(settings.shrink_factors) * max(fixed.GetSpacing()) + 2 * max(fixed.GetSpacing())
+        fixed, moving, region = crop_for_registration(fixed, moving, region, fixed_pad_mm=pad)
+    fixed = sitk.Clamp(fixed, sitk.sitkFloat32, lo, hi)
+    moving = sitk.Clamp(moving, sitk.sitkFloat32, lo, hi)
     affine = settings.transform == "affine"
     base: sitk.Transform = sitk.AffineTransform(3) if affine else sitk.Euler3DTransform()
     ttype = "AffineTransform" if affine else "Euler3DTransform"
+    result = RegistrationResult(phase=phase, status="failed", transform_type=ttype)
+    if _constant(fixed) or _constant(moving):
+        result.message = "metric before registration is not finite (empty or constant image?)"
+        log.warning("registration of %s failed, identity kept: %s", phase, result.message)
+        return result
     try:
         if settings.initializer == "identity":
             initial = sitk.AffineTransform(3) if affine else sitk.Euler3DTransform()
@@ -272,65 +252,37 @@ def _register(
                 else sitk.CenteredTransformInitializerFilter.MOMENTS
             )
             initial = sitk.CenteredTransformInitializer(fixed, moving, base, mode)
-        identity = build_transform(ttype, (), tuple(initial.GetFixedParameters()))
-        before = evaluate_metric(fixed, moving, region, identity, settings)
     except RuntimeError as exc:
-        msg = f"cannot evaluate the metric before registration: {_short(exc)}"
-        log.warning("registration of %s failed, identity kept: %s", phase, msg)
-        return RegistrationResult(phase=phase, status="failed", transform_type=ttype, message=msg)
-    result = RegistrationResult(
-        phase=phase,
-        status="failed",
-        metric_before=before,
-        transform_type=ttype,
-        fixed_parameters=tuple(initial.GetFixedParameters()),
-    )
-    if not math.isfinite(before):
-        result.message = "metric before registration is not finite (empty or constant image?)"
+        result.message = f"cannot initialise the transform: {_short(exc)}"
         log.warning("registration of %s failed, identity kept: %s", phase, result.message)
         return result
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    n_region = int(sitk.GetArrayViewFromImage(region).sum())
-    fraction = min(settings.sampling_percentage, settings.max_samples / max(n_region, 1))
-    reg.SetMetricSamplingPercentage(fraction, settings.seed)
-    reg.SetMetricFixedMask(region)
-    # gradients at the sampled points only, not filtered over the whole (cropped) images
-    reg.MetricUseFixedImageGradientFilterOff()
-    reg.MetricUseMovingImageGradientFilterOff()
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=settings.learning_rate,
-        minStep=settings.min_step,
-        numberOfIterations=settings.iterations,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
-    reg.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas_mm))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetInitialTransform(initial, inPlace=False)
-    reg.SetNumberOfThreads(settings.threads)
+    result.fixed_parameters = tuple(initial.GetFixedParameters())
+    identity = build_transform(ttype, (), result.fixed_parameters)
     try:
-        final = reg.Execute(fixed, moving)
-        if isinstance(final, sitk.CompositeTransform) and final.GetNumberOfTransforms() == 1:
-            final = final.GetNthTransform(0)
+        final, iterations, stop = _optimise(fixed, moving, region, initial, settings)
         final = build_transform(ttype, tuple(final.GetParameters()), tuple(final.GetFixedParameters()))
-        after = evaluate_metric(fixed, moving, region, final, settings)
     except RuntimeError as exc:
         result.message = f"optimizer error: {_short(exc)}"
+        log.warning("registration of %s failed, identity kept: %s", phase, result.message)
+        return result
+    try:
+        before, after = qc_metrics(fixed, moving, region, [identity, final], settings)
+    except RuntimeError as exc:
+        result.message = f"cannot evaluate the metric: {_short(exc)}"
+        log.warning("registration of %s failed, identity kept: %s", phase, result.message)
+        return result
+    result.metric_before = before
+    if not math.isfinite(before):
+        result.message = "metric before registration is not finite (empty or constant image?)"
         log.warning("registration of %s failed, identity kept: %s", phase, result.message)
         return result
     result.parameters = tuple(final.GetParameters())
     result.fixed_parameters = tuple(final.GetFixedParameters())
     result.metric_after = after
-    result.iterations = int(reg.GetOptimizerIteration())
+    result.iterations = iterations
     corners = _region_corners(region)
     disp = max((float(np.linalg.norm(np.subtract(final.TransformPoint(c), c))) for c in corners), default=0.0)
     result.max_displacement_mm = disp
-    stop = reg.GetOptimizerStopConditionDescription()
     if not math.isfinite(after):
         result.status, result.message = "failed", "metric after registration is not finite"
     elif after >= before - settings.min_improvement * abs(before) and disp <= settings.unchanged_tolerance_mm:
@@ -346,6 +298,63 @@ def _register(
         return result
     log.warning("registration of %s fell back to identity: %s", phase, result.message)
     return result
+
+
+def _optimise(
+    fixed: sitk.Image, moving: sitk.Image, region: sitk.Image, initial: sitk.Transform, settings: RegistrationSettings
+) -> tuple[sitk.Transform, int, str]:
+    """Optimise the transform level by level on the pyramid of :func:`rccgrade.preprocess.pyramid.build_levels`.
+
+    Each level is a single-resolution ITK registration started from the previous level's result. Its samples
+    are at most ``settings.max_samples`` of the level's region; its largest step is ``learning_rate`` scaled by
+    the level's shrink factor relative to the coarsest level, and it stops at ``min_step`` times its shrink
+    factor (a coarse grid cannot place the optimum more finely).
+
+    Returns:
+        The optimised transform, the iterations of the last level, and its stop condition.
+    """
+    levels = build_levels(fixed, moving, region, list(settings.shrink_factors), list(settings.smoothing_sigmas_mm))
+    coarsest = levels[0].shrink
+    transform = initial
+    iterations, stop = 0, ""
+    for level in levels:
+        reg = sitk.ImageRegistrationMethod()
+        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        n_region = int(sitk.GetArrayViewFromImage(level.region).sum())
+        fraction = min(settings.sampling_percentage, settings.max_samples / max(n_region, 1))
+        reg.SetMetricSamplingPercentage(fraction, settings.seed)
+        reg.SetMetricFixedMask(level.region)
+        # gradients at the sampled points only, not filtered over the whole (cropped) images
+        reg.MetricUseFixedImageGradientFilterOff()
+        reg.MetricUseMovingImageGradientFilterOff()
+        reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=settings.learning_rate * level.shrink / coarsest,
+            minStep=settings.min_step * level.shrink,
+            numberOfIterations=settings.iterations,
+            relaxationFactor=0.5,
+            gradientMagnitudeTolerance=1e-8,
+        )
+        reg.SetOptimizerScalesFromPhysicalShift()
+        reg.SetInitialTransform(transform, inPlace=False)
+        reg.SetNumberOfThreads(settings.threads)
+        moving = level.moving
+        if level is not levels[0]:
+            # a refinement moves little: the moving image near where the current transform sends the region
+            moving = _moving_crop(level.fixed, moving, [transform], margin_mm=REFINE_REACH_MM)
+        out = reg.Execute(level.fixed, moving)
+        if isinstance(out, sitk.CompositeTransform) and out.GetNumberOfTransforms() == 1:
+            out = out.GetNthTransform(0)
+        transform = out.Downcast() if hasattr(out, "Downcast") else out
+        iterations, stop = int(reg.GetOptimizerIteration()), reg.GetOptimizerStopConditionDescription()
+    return transform, iterations, stop
+
+
+def _constant(image: sitk.Image) -> bool:
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(image)
+    return not stats.GetMaximum() > stats.GetMinimum()
 
 
 def _short(exc: BaseException) -> str:

@@ -54,10 +54,15 @@ def bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
     Raises:
         ValueError: the mask is empty.
     """
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
-        raise ValueError("empty mask has no bounding box")
-    return tuple(int(i.min()) for i in idx), tuple(int(i.max()) + 1 for i in idx)
+    mask = np.asarray(mask)
+    start, stop = [], []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            raise ValueError("empty mask has no bounding box")
+        start.append(int(hit[0]))
+        stop.append(int(hit[-1]) + 1)
+    return tuple(start), tuple(stop)
 
 
 def grow_box(

@@ -85,19 +85,24 @@ class RegistrationSettings(BaseModel):
             bins, so mutual information barely changes with misalignment.
         histogram_bins: Bins of the Mattes mutual information joint histogram.
         sampling_percentage: Fraction of voxels (of the metric region) sampled per iteration.
-        max_samples: Cap on the samples per iteration (the fraction is lowered for large regions, e.g.
-            a big tumour on a 0.7 mm grid). 20 000 samples estimate Mattes MI well: on realistic synthetic
-            cases the residual vs truth was no worse than with 50 000 (bench/results/preprocess_realistic.json),
-            at 40 % less time.
+        max_samples: Cap on the samples per iteration at every pyramid level (the fraction is lowered for
+            large regions, e.g. a big tumour on a 0.7 mm grid). With the block-average pyramid, 10 000 gave
+            the same residual vs truth on realistic synthetic cases as 20 000 and 50 000 before
+            (bench/results/preprocess_realistic.json), in less time.
         seed: Seed of the metric sampling (fixed for determinism; ≥ 1 because SimpleITK reads 0 as
             "seed from the wall clock").
-        shrink_factors: Multi-resolution pyramid, coarse to fine (voxel shrink factor per level).
-        smoothing_sigmas_mm: Gaussian smoothing per level, in millimetres.
+        shrink_factors: Multi-resolution pyramid, coarse to fine: nominal block size per level (the images are
+            block-averaged, less along axes whose voxels are already coarse: :mod:`rccgrade.preprocess.pyramid`).
+        smoothing_sigmas_mm: Extra Gaussian smoothing per level after block averaging, in millimetres (0: none;
+            the block average is already the anti-aliasing filter).
         iterations: Maximum optimizer iterations per level.
         learning_rate: Maximum step of the regular-step gradient descent, in mm (scales from physical shift).
         min_step: Step length (mm) at which the optimizer stops.
         eval_spacing_mm: The metric before and after (quality control) is computed on every point of a
-            grid with at least this spacing (mm) per axis over the region (0: the image's own grid).
+            grid with at least this spacing (mm) per axis over the region (0: the image's own grid). 3 mm
+            still holds tens of thousands of points in a 30 mm margin around a tumour.
+        eval_offsets: Copies of that grid, shifted by random sub-voxel offsets, over which the metric is
+            averaged (see :func:`rccgrade.preprocess.registration.evaluate_metric`).
         threads: ITK threads used by one registration (1 gives bitwise-reproducible results).
         min_improvement: Relative metric improvement below which the result is called "worsened"
             and identity is kept (0: any improvement is accepted).
@@ -115,14 +120,15 @@ class RegistrationSettings(BaseModel):
     clip_hu: tuple[float, float] = (-150.0, 400.0)
     histogram_bins: int = Field(50, ge=8)
     sampling_percentage: float = Field(0.5, gt=0, le=1)
-    max_samples: int = Field(20_000, ge=1000)
+    max_samples: int = Field(10_000, ge=1000)
     seed: int = Field(1, ge=1)
     shrink_factors: list[int] = [2, 1]
-    smoothing_sigmas_mm: list[float] = [1.0, 0.0]
+    smoothing_sigmas_mm: list[float] = [0.0, 0.0]
     iterations: int = Field(200, ge=1)
     learning_rate: float = Field(2.0, gt=0)
     min_step: float = Field(1e-3, gt=0)
-    eval_spacing_mm: float = Field(2.0, ge=0)
+    eval_spacing_mm: float = Field(3.0, ge=0)
+    eval_offsets: int = Field(2, ge=1)
     threads: int = Field(1, ge=1)
     min_improvement: float = Field(0.0, ge=0)
     unchanged_tolerance_mm: float = Field(2.0, ge=0)
