@@ -50,7 +50,7 @@ class RadiomicsStage:
 
         def compute(folder: Path, progress: Callable[[int, int], None]) -> dict[str, Any]:
             res = extract_radiomics(
-                cohort, folder, settings, ctx.parallel, progress, registered_dir=pre.folder / "registered"
+                cohort, folder, settings, ctx.case_parallel(), progress, registered_dir=pre.folder / "registered"
             )
             n_feat = res.features.shape[1]
             n_kin = sum(str(c).startswith("kin:") for c in res.features.columns)
