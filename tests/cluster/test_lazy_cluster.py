@@ -228,3 +228,32 @@ def test_every_per_case_command_runs_its_cases_on_the_configured_cluster(
         expected = [("build", "slurm"), ("scale", 2), ("close",)] if how == "cluster-config" else []
         assert env.log == expected, (name, env.log)
     assert len(pd.read_csv(tmp_path / "preds.csv")) == 4
+
+
+def test_the_validation_key_never_reads_what_validation_has_not_vetted(tmp_path: Path) -> None:
+    """A manifest may name a FIFO (reading blocks forever) or ``/`` (hashing reads the disk): neither is read."""
+    import os
+
+    from rccgrade.study.stages.validation_cache import file_digest
+
+    read: list[Path] = []
+
+    def checksum(path: Path) -> str:
+        read.append(path)
+        return "sha"
+
+    fifo = tmp_path / "phase.nii.gz"
+    os.mkfifo(fifo)
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"a")
+    image = tmp_path / "image.nii.gz"
+    image.write_bytes(b"b")
+    assert file_digest(checksum, fifo) == "unavailable: not a regular file or folder"
+    assert file_digest(checksum, tmp_path / "missing.nii.gz") == "unavailable: FileNotFoundError"
+    folder = file_digest(checksum, series)
+    assert folder[0] == "folder" and "1.dcm" in folder[-1]
+    (series / "1.dcm").write_bytes(b"ab")  # a changed slice changes the folder's identity
+    assert file_digest(checksum, series) != folder
+    assert file_digest(checksum, image) == "sha"
+    assert read == [image]  # only the regular file was read

@@ -1,8 +1,9 @@
 """Cohort validation reused between runs: an unchanged cohort's report is read back, not recomputed.
 
 Validation opens every image of every case (per case, on the cluster when one is configured). A re-run whose
-manifest, clinical CSV, every referenced image and mask (by SHA-256, :class:`rccgrade.provenance.ChecksumCache`),
-cohort settings and rccgrade version are unchanged reads the stored report from
+manifest, clinical CSV, every referenced image and mask (files by SHA-256, remembered by
+:class:`rccgrade.provenance.ChecksumCache`; DICOM folders by their files' stamps, :func:`file_digest`), cohort
+settings and rccgrade version are unchanged reads the stored report from
 ``<run_dir>/cache/validation-<key>.json`` instead, so a study whose per-case stages are all cached has no
 per-case work at all and starts no cluster. Any change to one of those inputs is a new key and a full
 validation.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,14 +31,32 @@ VERSION = "validation-1"
 """Bumped when the stored report's layout or the meaning of its key changes."""
 
 
-def file_digest(checksum: Callable[[Path], str], path: Path | str | None) -> str | None:
-    """SHA-256 of a referenced file or folder, or why it has none (``unavailable: FileNotFoundError``)."""
+def file_digest(checksum: Callable[[Path], str], path: Path | str | None) -> Any:
+    """What identifies a referenced input before it is validated, without trusting it.
+
+    A regular file: its SHA-256 (``checksum``, remembered between runs). A folder (a DICOM series): the time
+    stamps, sizes and inodes of the folder and of the files directly in it, as
+    :class:`~rccgrade.provenance.ChecksumCache` identifies one, never a recursive read (a hostile manifest may
+    name ``/``). Anything else (a FIFO, a device) is never opened. A path that cannot be read says why
+    (``unavailable: FileNotFoundError``).
+    """
     if path is None:
         return None
     try:
-        return checksum(Path(path))
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return checksum(Path(path))
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(path) as entries:
+                files = sorted((e.name, e.stat()) for e in entries if e.is_file())
+            return ["folder", *_stamp(st), *([name, *_stamp(s)] for name, s in files)]
     except OSError as exc:
         return f"unavailable: {type(exc).__name__}"
+    return "unavailable: not a regular file or folder"
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def validation_key(
