@@ -14,6 +14,11 @@ The ``cluster:`` section of the study configuration (:class:`ClusterSettings`):
 Only cohort validation, preprocessing and radiomics run per case on the workers; the deep, models, evaluation
 and report stages run in the study's own process. Every process must see the run folder at the same path (a
 shared file system), see docs/cluster.md.
+
+A started cluster is started lazily (:class:`CaseCluster`): its jobs are submitted when the first per-case
+work is about to run, so a re-run whose per-case stages all come from the cache submits nothing. ``rccgrade
+study``, ``evaluate``, ``validate``, ``preprocess``, ``radiomics`` and ``predict`` all open it the same way
+(:func:`open_cluster`; the commands through :func:`rccgrade.cli_progress.command_cluster`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -124,6 +129,8 @@ class ClusterSettings(BaseModel):
             unused += [f for f in (*_STARTED_ONLY, "jobs", "image", "namespace") if f in given]
         if kind in BATCH_KINDS:
             unused += [f for f in ("image", "namespace") if f in given]
+        if kind == "kubernetes":  # pods log to Kubernetes and use the pod network
+            unused += [f for f in ("log_directory", "interface") if f in given]
         if unused:
             raise ValueError(f"{', '.join(sorted(set(unused)))} not used with kind {kind!r}; remove them")
         if kind == "kubernetes" and not self.image:
@@ -177,67 +184,164 @@ def build_cluster(settings: ClusterSettings) -> Any:
                 "(pip install 'rccgrade[kubernetes]'); or start the scheduler with the Dask Helm chart and use "
                 "kind: scheduler with its address (docs/cluster.md)"
             ) from None
-        threads = settings.cores // settings.processes
-        resources = {"requests": {"cpu": str(settings.cores), "memory": settings.memory}}
-        resources["limits"] = dict(resources["requests"])
-        return KubeCluster(
-            name="rccgrade",
-            image=settings.image,
-            namespace=settings.namespace,
-            n_workers=0,
-            resources=resources,
-            worker_command=["dask", "worker", "--nthreads", str(threads)],
-        )
+        return KubeCluster(**kube_arguments(settings))
     raise ConfigError(f"cluster kind {settings.kind!r} is not started by rccgrade")
+
+
+def kube_arguments(settings: ClusterSettings) -> dict[str, Any]:
+    """Keyword arguments of ``dask_kubernetes.operator.KubeCluster`` for a ``kind: kubernetes`` section.
+
+    Every worker pod requests (and is limited to) ``cores`` CPUs and ``memory``, written as a Kubernetes
+    quantity in MiB (Kubernetes refuses ``16GB``); it runs ``processes`` Dask workers of ``cores / processes``
+    threads, each limited to its share of the memory. The cluster is named ``rccgrade-<random>``, so two
+    studies never connect to each other's cluster, and starts with no worker: :class:`CaseCluster` scales it
+    to ``jobs`` pods when per-case work needs it.
+    """
+    from dask.utils import parse_bytes
+
+    memory = parse_bytes(settings.memory)
+    threads = settings.cores // settings.processes
+    requests = {"cpu": str(settings.cores), "memory": f"{memory // 2**20}Mi"}
+    command = ["dask", "worker", "--nworkers", str(settings.processes), "--nthreads", str(threads)]
+    command += ["--memory-limit", str(memory // settings.processes)]
+    if settings.local_directory:
+        command += ["--local-directory", settings.local_directory]
+    return {
+        "name": "rccgrade-{uuid}",
+        "image": settings.image,
+        "namespace": settings.namespace,
+        "n_workers": 0,
+        "resources": {"requests": requests, "limits": dict(requests)},
+        "worker_command": command,
+    }
+
+
+class CaseCluster:
+    """Where per-case work runs, with a cluster rccgrade starts brought up only when work needs it (lazily).
+
+    A study (or a command) holds one for its whole run. Stages and commands ask :meth:`parallel` right before
+    they hand per-case work to :func:`rccgrade.parallel.run_cases`; the first such call of a ``slurm``/``pbs``/
+    ``sge``/``kubernetes`` section builds the cluster, submits its jobs and waits for the first worker. A run
+    whose per-case stages all come from the cache never calls it, so it submits no job. Work that stays in
+    this process (the models stage's worker count) reads :attr:`local` instead.
+
+    Args:
+        settings: The ``cluster:`` section.
+        parallel: The ``parallel:`` section (or a command's ``--workers`` settings).
+        scheduler: ``--scheduler ADDRESS`` from the command line; it wins over the ``cluster:`` section.
+        factory: Builds the (unscaled) cluster object; default :func:`build_cluster` (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        parallel: ParallelSettings,
+        scheduler: str | None = None,
+        *,
+        factory: Callable[[ClusterSettings], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.local = parallel
+        self.scheduler = scheduler
+        self._factory = factory
+        self._cluster: Any = None
+        self._started: ParallelSettings | None = None
+
+    @property
+    def started(self) -> bool:
+        """True once a cluster was built (and its jobs submitted) by :meth:`parallel`."""
+        return self._cluster is not None
+
+    @property
+    def starts_cluster(self) -> bool:
+        """True when :meth:`parallel` would build a cluster (kind slurm/pbs/sge/kubernetes, no ``--scheduler``)."""
+        return not self.scheduler and self.settings.kind not in ("local", "scheduler")
+
+    def parallel(self) -> ParallelSettings:
+        """Executor settings for per-case work about to run; builds and starts the cluster on the first call.
+
+        Returns:
+            The ``parallel:`` settings (``kind: local``), or a copy with ``backend: dask`` and the scheduler's
+            address (``--scheduler``, ``kind: scheduler``, or the started cluster's own scheduler).
+
+        Raises:
+            ConfigError: no worker of a started cluster joined within ``start_timeout_s`` (the cluster is
+                closed again), or ``kubernetes`` without its optional package.
+        """
+        if self.scheduler or self.settings.kind == "scheduler":
+            address = self.scheduler or self.settings.address
+            return self.local.model_copy(update={"scheduler": address, "backend": "dask"})
+        if self.settings.kind == "local":
+            return self.local
+        if self._started is None:
+            self._started = self._start()
+        return self._started
+
+    def _start(self) -> ParallelSettings:
+        import dask
+        from distributed import Client
+
+        settings = self.settings
+        factory = self._factory or build_cluster
+        # the scheduler runs in this process: its policy for cases whose worker died is the study's
+        with dask.config.set({"distributed.scheduler.allowed-failures": self.local.worker_failures}):
+            self._cluster = cluster = factory(settings)
+        try:
+            if settings.kind == "kubernetes":
+                cluster.scale(settings.jobs)  # the operator's KubeCluster scales pods: scale(n)
+            else:
+                cluster.scale(jobs=settings.jobs)
+            log.info(
+                "%s cluster: %d job(s) of %d cores / %s requested; scheduler %s",
+                settings.kind,
+                settings.jobs,
+                settings.cores,
+                settings.memory,
+                cluster.scheduler_address,
+            )
+            with Client(cluster.scheduler_address, timeout="60s") as client:
+                try:
+                    client.wait_for_workers(1, timeout=settings.start_timeout_s)
+                except TimeoutError:
+                    raise ConfigError(
+                        f"no Dask worker of the {settings.kind} cluster started within "
+                        f"{settings.start_timeout_s:g} s; check the job queue and the jobs' logs "
+                        "(cluster.log_directory), or raise cluster.start_timeout_s"
+                    ) from None
+        except BaseException:
+            self.close()
+            raise
+        return self.local.model_copy(update={"scheduler": cluster.scheduler_address, "backend": "dask"})
+
+    def close(self) -> None:
+        """Close a started cluster (cancelling its jobs or deleting its pods); nothing to do otherwise."""
+        cluster, self._cluster, self._started = self._cluster, None, None
+        if cluster is not None:
+            cluster.close()
 
 
 @contextmanager
 def open_cluster(
-    settings: ClusterSettings, parallel: ParallelSettings, scheduler: str | None = None
-) -> Iterator[ParallelSettings]:
-    """The executor settings for the study's per-case stages, with any cluster it needs running meanwhile.
+    settings: ClusterSettings,
+    parallel: ParallelSettings,
+    scheduler: str | None = None,
+    *,
+    factory: Callable[[ClusterSettings], Any] | None = None,
+) -> Iterator[CaseCluster]:
+    """A :class:`CaseCluster` for a run; a cluster it started is closed (jobs cancelled) on exit.
+
+    Nothing is started on entry: the first per-case work that runs (:meth:`CaseCluster.parallel`) starts it,
+    so a run whose per-case stages are all cached submits no job. The close also happens after a failure
+    or Ctrl-C.
 
     Args:
         settings: The ``cluster:`` section.
         parallel: The ``parallel:`` section.
         scheduler: ``--scheduler ADDRESS`` from the command line; it wins over the ``cluster:`` section.
-
-    Yields:
-        ``parallel`` itself (``kind: local``), or a copy with ``backend: dask`` and the scheduler's address.
-        A started cluster is closed (its jobs cancelled) on exit, also after a failure or Ctrl-C.
+        factory: Builds the cluster object (default :func:`build_cluster`).
     """
-    if scheduler or settings.kind == "scheduler":
-        address = scheduler or settings.address
-        yield parallel.model_copy(update={"scheduler": address, "backend": "dask"})
-        return
-    if settings.kind == "local":
-        yield parallel
-        return
-    import dask
-    from distributed import Client
-
-    # the scheduler runs in this process: its policy for cases whose worker died is the study's
-    with dask.config.set({"distributed.scheduler.allowed-failures": parallel.worker_failures}):
-        cluster = build_cluster(settings)
+    cases = CaseCluster(settings, parallel, scheduler, factory=factory)
     try:
-        cluster.scale(jobs=settings.jobs)
-        log.info(
-            "%s cluster: %d job(s) of %d cores / %s requested; scheduler %s",
-            settings.kind,
-            settings.jobs,
-            settings.cores,
-            settings.memory,
-            cluster.scheduler_address,
-        )
-        with Client(cluster) as client:
-            try:
-                client.wait_for_workers(1, timeout=settings.start_timeout_s)
-            except TimeoutError:
-                raise ConfigError(
-                    f"no Dask worker of the {settings.kind} cluster started within {settings.start_timeout_s:g} s; "
-                    "check the job queue and the jobs' logs (cluster.log_directory), or raise "
-                    "cluster.start_timeout_s"
-                ) from None
-        yield parallel.model_copy(update={"scheduler": cluster.scheduler_address, "backend": "dask"})
+        yield cases
     finally:
-        cluster.close()
+        cases.close()

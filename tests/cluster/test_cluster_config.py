@@ -7,8 +7,10 @@ process); the batch script it would submit is read with ``job_script()`` and che
 from __future__ import annotations
 
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -100,21 +102,179 @@ def test_pbs_and_sge_scripts_carry_queue_account_and_walltime(kind: str, directi
         cluster.close()
 
 
-def test_kubernetes_without_the_optional_package_says_what_to_do() -> None:
-    try:  # dask-kubernetes is an optional extra, not installed by requirements.lock
-        import dask_kubernetes  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match=r"rccgrade\[kubernetes\].*kind: scheduler"):
-            build_cluster(ClusterSettings(kind="kubernetes", image="ghcr.io/example/rccgrade:0.1"))
-    else:  # pragma: no cover - only where the extra is installed
-        pytest.skip("dask-kubernetes is installed; its KubeCluster needs a Kubernetes API")
+def test_kubernetes_without_the_optional_package_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    # whether or not the extra is installed here: a None entry makes the import fail as if it were absent
+    monkeypatch.setitem(sys.modules, "dask_kubernetes", None)
+    monkeypatch.setitem(sys.modules, "dask_kubernetes.operator", None)
+    with pytest.raises(ConfigError, match=r"dask-kubernetes.*rccgrade\[kubernetes\].*kind: scheduler"):
+        build_cluster(ClusterSettings(kind="kubernetes", image="ghcr.io/example/rccgrade:0.1"))
+
+
+class FakeKubeCluster:
+    """``dask_kubernetes.operator.KubeCluster`` as far as rccgrade uses it: the real keyword-only constructor
+    parameters (no ``**kwargs``: a misspelt argument is a TypeError, as it would be against a real cluster) and
+    the real ``scale(n, worker_group)``. Its scheduler is a LocalCluster of this test."""
+
+    built: ClassVar[list[FakeKubeCluster]] = []
+    address: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        image: str | None = None,
+        n_workers: int | None = None,
+        resources: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        worker_command: list[str] | None = None,
+        shutdown_on_close: bool | None = None,
+        resource_timeout: int = 60,
+    ) -> None:
+        self.kwargs = {
+            "name": name,
+            "namespace": namespace,
+            "image": image,
+            "n_workers": n_workers,
+            "resources": resources,
+            "worker_command": worker_command,
+        }
+        self.scaled: list[tuple[int, str]] = []
+        self.closed = 0
+        FakeKubeCluster.built.append(self)
+
+    @property
+    def scheduler_address(self) -> str:
+        return FakeKubeCluster.address
+
+    def scale(self, n: int, worker_group: str = "default") -> None:
+        self.scaled.append((n, worker_group))
+
+    def close(self, timeout: int = 3600) -> None:
+        self.closed += 1
+
+
+@pytest.fixture()
+def one_worker() -> Iterator[Any]:
+    """A scheduler with one in-process worker: what a started cluster's first job or pod gives."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as real:
+        yield real
+
+
+def test_kubernetes_cluster_gets_the_configured_image_namespace_pods_and_resources(
+    monkeypatch: pytest.MonkeyPatch, one_worker: Any
+) -> None:
+    package, operator = types.ModuleType("dask_kubernetes"), types.ModuleType("dask_kubernetes.operator")
+    operator.KubeCluster = FakeKubeCluster  # type: ignore[attr-defined]
+    package.operator = operator  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dask_kubernetes", package)
+    monkeypatch.setitem(sys.modules, "dask_kubernetes.operator", operator)
+    monkeypatch.setattr(FakeKubeCluster, "built", [])
+    monkeypatch.setattr(FakeKubeCluster, "address", one_worker.scheduler_address)
+    section = {
+        "kind": "kubernetes",
+        "image": "registry.example.org/rccgrade:1.2",
+        "namespace": "rcc",
+        "jobs": 8,
+        "cores": 4,
+        "processes": 2,
+        "memory": "16GB",
+        "local_directory": "/tmp/dask",
+    }
+    settings = config_from_dict({"cluster": section}).cluster
+    with open_cluster(settings, ParallelSettings(worker_failures=1)) as cases:
+        assert FakeKubeCluster.built == []  # nothing is created before per-case work needs it
+        par = cases.parallel()
+        (kube,) = FakeKubeCluster.built
+        assert kube.scaled == [(8, "default")]  # 8 worker pods
+    assert kube.closed == 1  # pods deleted when the run ends
+    assert (par.backend, par.scheduler, par.worker_failures) == ("dask", one_worker.scheduler_address, 1)
+    kw = kube.kwargs
+    assert kw["image"] == "registry.example.org/rccgrade:1.2" and kw["namespace"] == "rcc"
+    assert kw["n_workers"] == 0 and kw["name"] == "rccgrade-{uuid}"  # KubeCluster fills in a random id
+    # 16 GB = 16e9 bytes = 15258 MiB per pod (Kubernetes refuses "16GB"), requested and limited
+    assert kw["resources"] == {
+        "requests": {"cpu": "4", "memory": "15258Mi"},
+        "limits": {"cpu": "4", "memory": "15258Mi"},
+    }
+    assert kw["worker_command"] == [
+        "dask", "worker", "--nworkers", "2", "--nthreads", "2", "--memory-limit", "8000000000",
+        "--local-directory", "/tmp/dask",
+    ]  # fmt: skip
+
+
+def test_kubernetes_refuses_batch_and_host_keys() -> None:
+    for key, value in (("log_directory", "/logs"), ("interface", "ib0"), ("walltime", "01:00:00")):
+        with pytest.raises(ConfigError, match=f"{key} not used with kind 'kubernetes'"):
+            config_from_dict({"cluster": {"kind": "kubernetes", "image": "x", key: value}})
+
+
+class Recorder:
+    """A cluster factory for ``open_cluster``: records each build, scale and close; the scheduler is real."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, settings: ClusterSettings) -> Any:
+        self.calls.append(("build", settings.kind))
+        recorder = self
+
+        class Jobs:
+            scheduler_address = recorder.address
+
+            def scale(self, jobs: int) -> None:
+                recorder.calls.append(("scale", jobs))
+
+            def close(self) -> None:
+                recorder.calls.append(("close",))
+
+        return Jobs()
+
+
+def test_a_batch_cluster_is_built_and_scaled_only_when_work_asks_and_closed_once(one_worker: Any) -> None:
+    slurm = ClusterSettings(kind="slurm", jobs=3)
+    factory = Recorder(one_worker.scheduler_address)
+    with open_cluster(slurm, ParallelSettings(), factory=factory) as cases:
+        assert cases.local.backend == "processes"  # work staying in this process never starts the cluster
+    assert factory.calls == []  # no per-case work: nothing submitted
+    with open_cluster(slurm, ParallelSettings(), factory=factory) as cases:
+        first, second = cases.parallel(), cases.parallel()
+        assert first == second and first.scheduler == one_worker.scheduler_address
+    assert factory.calls == [("build", "slurm"), ("scale", 3), ("close",)]
+    factory.calls.clear()
+    with pytest.raises(KeyboardInterrupt), open_cluster(slurm, ParallelSettings(), factory=factory) as cases:
+        cases.parallel()
+        raise KeyboardInterrupt
+    assert factory.calls[-1] == ("close",)  # jobs cancelled after Ctrl-C too
+
+
+def test_no_worker_within_the_start_timeout_is_a_clear_error_and_cancels_the_jobs() -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        factory = Recorder(empty.scheduler_address)
+        settings = ClusterSettings(kind="pbs", start_timeout_s=0.5)
+        expected = r"no Dask worker of the pbs cluster started within 0.5 s"
+        with (
+            pytest.raises(ConfigError, match=expected),
+            open_cluster(settings, ParallelSettings(), factory=factory) as c,
+        ):
+            c.parallel()
+    assert factory.calls == [("build", "pbs"), ("scale", 1), ("close",)]
 
 
 def test_scheduler_kind_and_command_line_address_become_the_dask_backend() -> None:
     parallel = ParallelSettings(backend="processes", worker_failures=2)
-    with open_cluster(ClusterSettings(), parallel) as p:
-        assert p is parallel
-    with open_cluster(ClusterSettings(kind="scheduler", address="tcp://10.0.0.5:8786"), parallel) as p:
+    with open_cluster(ClusterSettings(), parallel) as cases:
+        assert cases.parallel() is parallel
+    with open_cluster(ClusterSettings(kind="scheduler", address="tcp://10.0.0.5:8786"), parallel) as cases:
+        p = cases.parallel()
         assert (p.backend, p.scheduler, p.worker_failures) == ("dask", "tcp://10.0.0.5:8786", 2)
-    with open_cluster(ClusterSettings(kind="scheduler", address="tcp://a:1"), parallel, scheduler="tcp://b:2") as p:
-        assert p.scheduler == "tcp://b:2"  # --scheduler wins over the file
+    slurm = ClusterSettings(kind="slurm")
+    for section in (ClusterSettings(kind="scheduler", address="tcp://a:1"), slurm):
+        with open_cluster(section, parallel, scheduler="tcp://b:2", factory=Recorder("unused")) as cases:
+            assert cases.parallel().scheduler == "tcp://b:2"  # --scheduler wins over the file
+            assert not cases.started

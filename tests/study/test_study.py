@@ -273,7 +273,9 @@ def test_scheduler_address_sends_per_case_work_to_dask(
 
     runs = tmp_path / "runs_dask"
     shutil.copytree(first_run[0].run_dir, runs / "tiny")
-    # extraction is cached; the per-case validation of the cohort stage still runs, on the cluster
+    for stored in (runs / "tiny" / "cache").glob("validation-*.json"):
+        stored.unlink()  # an unchanged cohort's validation is reused: without it, validation has work again
+    # extraction is cached; the per-case validation of the cohort stage runs, on the cluster
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         before = cluster.scheduler.transition_counter
         result = run_study(_config(runs), scheduler=cluster.scheduler_address)

@@ -9,7 +9,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rccgrade.cli_progress import case_progress, local_parallel
+from rccgrade.cli_progress import (
+    case_progress,
+    cluster_config_option,
+    command_cluster,
+    local_parallel,
+    scheduler_option,
+)
 from rccgrade.cohort.settings import CohortSettings
 from rccgrade.cohort.validate import validate_cohort
 
@@ -33,6 +39,8 @@ def validate_command(
         False, "--no-labels", help="Cases without grade are usable (prediction-only cohorts)."
     ),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+    scheduler: str | None = scheduler_option(),
+    cluster_config: Path | None = cluster_config_option(),
 ) -> None:
     """Check every case of MANIFEST: files, 3D, mask, geometry, overlap, HU, labels, clinical types.
 
@@ -42,13 +50,15 @@ def validate_command(
     settings = CohortSettings(
         mask_phase=mask_phase, label=label, mask_segment=mask_segment, require_labels=not no_labels
     )
-    parallel = local_parallel(workers)
-    with case_progress("validating", console) as progress:
+    with (
+        command_cluster(local_parallel(workers), scheduler, cluster_config) as cases,
+        case_progress("validating", console) as progress,
+    ):
         report = validate_cohort(
             manifest,
             label=label,
             settings=settings,
-            parallel=parallel,
+            parallel=cases.parallel(),
             clinical_csv=clinical_csv,
             progress=progress,
         )

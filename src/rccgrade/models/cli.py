@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rccgrade.cli_progress import local_parallel
+from rccgrade.cli_progress import cluster_config_option, command_cluster, local_parallel, scheduler_option
 from rccgrade.cohort.column_map import parse_column_map
 from rccgrade.errors import ModelError
 from rccgrade.features.table import load_table
@@ -114,6 +114,8 @@ def predict_command(
         help="A feature beyond [min − k·range, max + k·range] of the training values is out of distribution.",
     ),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
+    scheduler: str | None = scheduler_option(),
+    cluster_config: Path | None = cluster_config_option(),
     column_map: list[str] = typer.Option(
         [],
         "--map",
@@ -165,16 +167,19 @@ def predict_command(
                 raise ModelError("--map and --missing-variables apply to a MANIFEST's clinical columns; give one")
             preds = predict_table(loaded, table, settings, ood_factor=ood_factor)
     elif manifest is not None:
-        made = predict_manifest_with_features(
-            loaded,
-            manifest,
-            work,
-            parallel=local_parallel(workers),
-            ood_factor=ood_factor,
-            column_map=mapping,
-            missing_variables=missing_variables,
-            qc=True if report is not None else None,  # the pages' QC strip shows preprocessing's montages
-        )
+        # a cluster starts only for imaging features (a clinical model has no per-case work)
+        imaging = any(str(c).startswith(("rad:", "kin:", "deep:")) for c in loaded.feature_names)
+        with command_cluster(local_parallel(workers), scheduler, cluster_config) as cases:
+            made = predict_manifest_with_features(
+                loaded,
+                manifest,
+                work,
+                parallel=cases.parallel() if imaging else cases.local,
+                ood_factor=ood_factor,
+                column_map=mapping,
+                missing_variables=missing_variables,
+                qc=True if report is not None else None,  # the pages' QC strip shows preprocessing's montages
+            )
         preds, table, banners = made.predictions, made.features, made.warnings
         preprocess_dir = work / "preprocess"
     else:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rccgrade.cli_progress import case_progress
+from rccgrade.cli_progress import case_progress, command_cluster, scheduler_option
 from rccgrade.errors import ConfigError
 from rccgrade.parallel import ParallelSettings
 
@@ -19,7 +19,11 @@ def preprocess_command(
     manifest: Path = typer.Argument(..., help="Manifest CSV (patient_id, arterial, nephrographic, excretory, mask …)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the preprocessing stage."),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Study YAML whose 'preprocess' and 'cohort' sections are used."
+        None,
+        "--config",
+        "-c",
+        help="Study YAML whose 'preprocess', 'cohort', 'parallel' and 'cluster' sections are used (the cluster "
+        "runs the cases, docs/cluster.md).",
     ),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
     no_register: bool = typer.Option(False, "--no-register", help="Skip registration (phases already aligned)."),
@@ -33,6 +37,7 @@ def preprocess_command(
     label: int | None = typer.Option(None, "--label", help="Tumour label value in multi-label masks."),
     mask_phase: str | None = typer.Option(None, "--mask-phase", help="Phase the masks were drawn on."),
     no_qc: bool = typer.Option(False, "--no-qc", help="Do not draw QC montages and the cohort sheet."),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Register phases to the mask's phase, cut multi-channel ROI slice images and draw QC figures.
 
@@ -77,14 +82,11 @@ def preprocess_command(
     if not isinstance(parallel, ParallelSettings):  # pragma: no cover - model_copy keeps the type
         parallel = ParallelSettings()
 
-    with case_progress("preprocessing", console, total=len(cohort)) as progress:
-        result = run_preprocess(
-            cohort,
-            out,
-            settings,
-            parallel,
-            progress=progress,
-        )
+    with (
+        command_cluster(parallel, scheduler, cluster=cfg.cluster) as cases,
+        case_progress("preprocessing", console, total=len(cohort)) as progress,
+    ):
+        result = run_preprocess(cohort, out, settings, cases.parallel(), progress=progress)
 
     status = result.status
     table = Table(title=escape(f"Preprocessing → {out}"))

@@ -9,9 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rccgrade.cli_progress import case_progress, local_parallel
+from rccgrade.cli_progress import (
+    case_progress,
+    cluster_config_option,
+    command_cluster,
+    local_parallel,
+    scheduler_option,
+)
 from rccgrade.errors import ConfigError
-from rccgrade.parallel import ParallelSettings
 from rccgrade.radiomics.extract import RadiomicsInput, extract_radiomics, inputs_from_cohort, inputs_from_preprocess_dir
 from rccgrade.radiomics.settings import RadiomicsSettings, StabilitySettings
 
@@ -41,12 +46,8 @@ def radiomics_command(
     ),
     label: int | None = typer.Option(None, "--label", min=1, help="Tumour label value in multi-label masks."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: all cores, 1: serial)."),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) to scale out; its workers "
-        "need rccgrade installed and the same file paths (shared filesystem).",
-    ),
+    scheduler: str | None = scheduler_option(),
+    cluster_config: Path | None = cluster_config_option(),
     stability: bool = typer.Option(
         True, "--stability/--no-stability", help="Perturbation stability analysis (ICC per feature)."
     ),
@@ -85,19 +86,12 @@ def radiomics_command(
         )
     except ValueError as exc:
         raise ConfigError(f"invalid radiomics options: {exc}") from None
-    if scheduler:
-        parallel = ParallelSettings(backend="dask", scheduler=scheduler, workers=workers)
-    else:
-        parallel = local_parallel(workers)
     inputs = _inputs(source, phases)
-    with case_progress("radiomics", console) as progress:
-        result = extract_radiomics(
-            inputs,
-            out,
-            settings,
-            parallel,
-            progress=progress,
-        )
+    with (
+        command_cluster(local_parallel(workers), scheduler, cluster_config) as cases,
+        case_progress("radiomics", console) as progress,
+    ):
+        result = extract_radiomics(inputs, out, settings, cases.parallel(), progress=progress)
 
     table = Table(title=escape(f"Radiomics of {source}"))
     table.add_column("patients with features", justify="right")

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rccgrade.cli_progress import cluster_config_option, scheduler_option
 from rccgrade.errors import ConfigError
 
 console = Console(stderr=True)
@@ -244,7 +245,8 @@ def evaluate_command(
     manifest: Path = typer.Argument(..., help="Manifest CSV of the external cohort (labels required)."),
     out: Path = typer.Option(Path("external"), "--out", help="Output folder (predictions, metrics, report)."),
     name: str = typer.Option("External cohort", "--name", help="Name of the cohort in the report."),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address for per-case stages."),
+    scheduler: str | None = scheduler_option(),
+    cluster_config: Path | None = cluster_config_option(),
     allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some patients failed."),
     column_map: list[str] = typer.Option(
         [],
@@ -266,15 +268,20 @@ def evaluate_command(
     Patients far outside a model's training distribution keep their probability in the statistics (leaving them
     out would flatter the model) and are flagged out_of_distribution.
     """
+    from rccgrade.cli_progress import cluster_sections
     from rccgrade.cohort.column_map import parse_column_map
+    from rccgrade.parallel import ParallelSettings
     from rccgrade.study.external import evaluate_external
 
+    cluster, parallel = cluster_sections(ParallelSettings(), cluster_config)
     result = evaluate_external(
         bundle,
         manifest,
         out,
         cohort_name=name,
         scheduler=scheduler,
+        cluster=cluster,
+        parallel=parallel,
         column_map=parse_column_map(column_map),
         missing_variables=missing_variables,
     )

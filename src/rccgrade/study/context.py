@@ -19,6 +19,7 @@ from rccgrade.config import StudyConfig
 from rccgrade.parallel import ParallelSettings
 
 if TYPE_CHECKING:
+    from rccgrade.cluster import CaseCluster
     from rccgrade.study.outputs import (
         ClinicalOutput,
         CohortOutput,
@@ -100,7 +101,9 @@ class StudyContext:
     Attributes:
         config: The validated configuration.
         run_dir: The run folder.
-        parallel: Parallel settings actually used (``--scheduler`` applied).
+        parallel: The ``parallel:`` settings of work that stays in this process (the models stage's workers).
+        cases: Where per-case work runs (:class:`rccgrade.cluster.CaseCluster`; None: on ``parallel``); ask
+            :meth:`case_parallel` only when per-case work is about to run, so a cached run starts no cluster.
         observer: Progress events.
         fallback_weights: Deep weights to use when ImageNet weights cannot be obtained (None: fail).
         force: Stages to recompute even when their cache folder exists.
@@ -113,6 +116,7 @@ class StudyContext:
     config: StudyConfig
     run_dir: Path
     parallel: ParallelSettings
+    cases: CaseCluster | None = None
     observer: StudyObserver = field(default_factory=StudyObserver)
     fallback_weights: str | None = None
     force: frozenset[str] = frozenset()
@@ -125,6 +129,14 @@ class StudyContext:
     def seed(self) -> int:
         """The study's master seed."""
         return int(self.config.seed)
+
+    def case_parallel(self) -> ParallelSettings:
+        """Executor settings for per-case work about to run: the configured cluster, started on first use.
+
+        Call it only when there is per-case work (a stage's cache missed): a configured SLURM/PBS/SGE/Kubernetes
+        cluster submits its jobs on the first call (:meth:`rccgrade.cluster.CaseCluster.parallel`).
+        """
+        return self.cases.parallel() if self.cases is not None else self.parallel
 
     def add_failures(self, stage: str, rows: Iterable[Mapping[str, Any]] | pd.DataFrame | None) -> int:
         """Record per-case failures of a stage (rows with ``patient_id`` and ``error``); returns their count."""

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rccgrade.cluster import ClusterSettings, open_cluster
 from rccgrade.cohort.manifest_info import manifest_phases
 from rccgrade.cohort.types import PHASES
 from rccgrade.config import dump_config
 from rccgrade.errors import ConfigError, ModelError, RccgradeError
 from rccgrade.features.naming import CLINICAL, DEEP, KINETIC, RADIOMICS, STACKED, kinds_of_columns
+from rccgrade.parallel import ParallelSettings
 from rccgrade.study.context import StudyContext, StudyObserver, need
 from rccgrade.study.lock import run_lock
 from rccgrade.study.outputs import FigurePaths
@@ -132,6 +134,8 @@ def evaluate_external(
     scheduler: str | None = None,
     column_map: Mapping[str, str] | None = None,
     missing_variables: str = "refuse",
+    cluster: ClusterSettings | None = None,
+    parallel: ParallelSettings | None = None,
 ) -> ExternalResult:
     """External validation of one bundle or of every bundle of a run on the cohort of ``manifest``.
 
@@ -140,11 +144,15 @@ def evaluate_external(
         manifest: The external cohort's manifest (labels required; phases may be missing).
         out: Output folder: ``predictions.csv``, ``metrics.json``, ``figures/``, ``report.html`` and stage caches.
         cohort_name: Name of the cohort in the report.
-        scheduler: Dask scheduler address for the per-case stages.
+        scheduler: Dask scheduler address for the per-case stages (wins over ``cluster``).
         column_map: Model variable → this cohort's column (``--map hemoglobin=haemoglobin``), as for ``predict``.
         missing_variables: ``refuse`` (default: a clinical variable a model reads that the whole cohort lacks
             stops the run, naming it and both fixes) or ``impute`` (the bundle's fitted imputer fills it for
             every patient; warned on the terminal and in the report's banner), as for ``predict``.
+        cluster: Where the per-case stages run (the ``cluster:`` section, :mod:`rccgrade.cluster`), as in a
+            study: a SLURM/PBS/SGE/Kubernetes cluster starts only when a per-case stage has work and is
+            closed at the end. None: this machine.
+        parallel: The ``parallel:`` settings (None: local processes on every core).
 
     Returns:
         An :class:`ExternalResult`.
@@ -182,12 +190,15 @@ def evaluate_external(
         )
     arms = [b.arm for b in bundles]
     cfg = _study_config(fs, manifest, out, phases, [a for a in arms if a != STACKED] or [CLINICAL], column_map)
-    if scheduler:
-        cfg.parallel = cfg.parallel.model_copy(update={"scheduler": scheduler, "backend": "dask"})
+    if parallel is not None:
+        cfg.parallel = parallel
+    if cluster is not None:
+        cfg.cluster = cluster
     run_dir = _output_folder(out)
-    with run_lock(run_dir):  # two evaluations never write one output folder at once
+    # two evaluations never write one output folder at once; a cluster starts only for per-case work
+    with run_lock(run_dir), open_cluster(cfg.cluster, cfg.parallel, scheduler) as cases:
         dump_config(cfg, run_dir / "config.yaml")
-        ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, observer=StudyObserver())
+        ctx = StudyContext(config=cfg, run_dir=run_dir, parallel=cfg.parallel, cases=cases, observer=StudyObserver())
         ctx.warnings.extend(warnings)
         return _evaluate(ctx, bundles, arms, phases, cohort_name, missing_variables)
 

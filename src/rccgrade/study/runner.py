@@ -213,8 +213,9 @@ def run_study(
         config: The validated study configuration (``load_config``).
         observer: Receives progress events (the CLI's rich display); default: none.
         scheduler: Dask scheduler address for the per-case stages (overrides ``parallel.scheduler`` and the
-            ``cluster:`` section). A ``cluster:`` of kind slurm/pbs/sge/kubernetes is started once the run folder
-            is locked and closed (its jobs cancelled) when the study ends (:func:`rccgrade.cluster.open_cluster`).
+            ``cluster:`` section). A ``cluster:`` of kind slurm/pbs/sge/kubernetes is started when the first stage
+            has per-case work to run (never, when every per-case stage is cached) and closed (its jobs
+            cancelled) when the study ends (:class:`rccgrade.cluster.CaseCluster`).
         fallback_weights: Deep weights to use when ImageNet weights cannot be obtained (e.g. ``none`` for
             the offline demo); the report then carries a warning banner. None: such a run fails with the
             deep stage's message saying where to put the weights file.
@@ -238,7 +239,7 @@ def run_study(
     forced = forced_stages(force, [s.name for s in pipeline])
     check_config(config)
     run_dir = prepare_run_dir(config)
-    with run_lock(run_dir, wait_s=lock_wait_s), open_cluster(config.cluster, config.parallel, scheduler) as parallel:
+    with run_lock(run_dir, wait_s=lock_wait_s), open_cluster(config.cluster, config.parallel, scheduler) as cases:
         dump_config(config, run_dir / "config.yaml")
         handler = logging.FileHandler(run_dir / "study.log", mode="w", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -249,7 +250,8 @@ def run_study(
         ctx = StudyContext(
             config=config,
             run_dir=run_dir,
-            parallel=parallel,
+            parallel=config.parallel,
+            cases=cases,
             observer=observer or StudyObserver(),
             fallback_weights=fallback_weights,
             force=frozenset(forced),

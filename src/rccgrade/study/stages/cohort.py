@@ -13,6 +13,7 @@ from rccgrade.safepath import remove_tree_inside
 from rccgrade.study.context import StageRecord, StudyContext, log
 from rccgrade.study.outputs import CohortOutput
 from rccgrade.study.preflight import check_cohort_size
+from rccgrade.study.stages.validation_cache import load_report, report_path, save_report, validation_key
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -44,7 +45,7 @@ def synth_cohort(ctx: StudyContext) -> Path:
         seed=synth.seed,
         size=synth.size,
         fmt=synth.format,
-        parallel=ctx.parallel,
+        parallel=ctx.case_parallel(),
         progress=ctx.progress("cohort"),
     )
     stamp.write_text(json.dumps(wanted, indent=1))
@@ -52,7 +53,7 @@ def synth_cohort(ctx: StudyContext) -> Path:
 
 
 class CohortStage:
-    """Load, validate and checksum the cohort (always runs: validation is per case and cheap to cache)."""
+    """Load, validate and checksum the cohort (always runs; an unchanged cohort's validation is reused)."""
 
     name = "cohort"
     description = "load, validate and checksum the cohort"
@@ -84,7 +85,18 @@ class CohortStage:
         # the sizes against the folds, from the labels alone: before any image is read
         if self.check_folds:
             check_cohort_size(cohort.labels(), cohort.splits(), cfg.models, seed=ctx.seed)
-        report = validate_cohort(cohort, settings=cfg.cohort, parallel=ctx.parallel, progress=ctx.progress("cohort"))
+        cache = ChecksumCache(ctx.run_dir / "cache" / "checksums.json")
+        inputs = {"manifest": manifest, "clinical_csv": cfg.cohort.clinical_csv}
+        stored = report_path(ctx.run_dir, validation_key(cohort, cfg.cohort, inputs, cache.checksum))
+        report = None if "cohort" in ctx.force else load_report(stored)
+        if report is None:  # per-case work: the cluster (if any) starts here
+            report = validate_cohort(
+                cohort, settings=cfg.cohort, parallel=ctx.case_parallel(), progress=ctx.progress("cohort")
+            )
+            save_report(report, stored)
+        else:
+            log.info("cohort unchanged since %s: its validation is reused", stored.name)
+            record.detail = "; ".join(filter(None, [record.detail, "validation reused"]))
         report.write_csv(ctx.run_dir / "validation.csv")
         usable = set(report.usable)
         seen: set[str] = set()
@@ -105,7 +117,6 @@ class CohortStage:
             )
         usable_cohort = cohort.subset(keep)
 
-        cache = ChecksumCache(ctx.run_dir / "cache" / "checksums.json")
         root = manifest.parent
         image_sums: dict[str, dict[str, str]] = {}
         sums: dict[str, str] = {_rel(manifest, root): cache.checksum(manifest)}

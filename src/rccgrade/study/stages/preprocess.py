@@ -27,7 +27,7 @@ class PreprocessStage:
         settings = ctx.config.preprocess
 
         def compute(folder: Path, progress: Callable[[int, int], None]) -> dict[str, Any]:
-            res = run_preprocess(cohort.cohort, folder, settings, ctx.parallel, progress)
+            res = run_preprocess(cohort.cohort, folder, settings, ctx.case_parallel(), progress)
             return {
                 "ok_ids": res.ok_ids,
                 "flagged_ids": res.flagged_ids,

@@ -65,7 +65,7 @@ class RadiomicsStage:
                 cohort,
                 folder,
                 settings,
-                ctx.parallel,
+                ctx.case_parallel(),
                 progress,
                 registered_dir=pre.folder / "registered",
                 stability_pool=pool,
