@@ -235,8 +235,9 @@ def projection(
     Per-case stages scale with N. Radiomics scales with its PyRadiomics extractions: one per patient plus
     ``copies`` per stability patient (at most ``max_patients`` training patients, 70 % of N), so its cost per
     extraction is measured and multiplied by the extractions at ``at``. The other stages (models, evaluate,
-    report) take the linear fit of their CPU seconds over the sizes run (bench/models.py measures the models
-    stage at 496 directly). Wall ≈ CPU ÷ cores assumes the cores are kept busy (true for the per-case stages).
+    report) take the linear fit of their CPU seconds over the sizes run, and at least the largest size's
+    (bench/models.py measures the models stage at 496 directly). Wall ≈ CPU ÷ cores assumes the cores are kept
+    busy (true for the per-case stages).
     """
     big = max(results, key=lambda r: r["n"])
     n = big["n"]
@@ -261,8 +262,8 @@ def projection(
             )
         else:
             lin = (fit.get(name) or {}).get("cpu_seconds") or {}
-            proj = max(0.0, lin.get(f"at_{at}", cpu))
-            per, how = None, f"linear fit of CPU seconds over N = {[r['n'] for r in results]}"
+            proj = max(lin.get(f"at_{at}", cpu), cpu)
+            per, how = None, f"linear fit of CPU seconds over N = {[r['n'] for r in results]}, at least N = {n}'s"
         out[name] = {"cpu_s": round(proj, 1), "wall_s_on_cores": round(proj / cores, 1), "how": how}
     total = sum(v["cpu_s"] for v in out.values())
     out["total"] = {"cpu_s": round(total, 1), "wall_s_on_cores": round(total / cores, 1), "cores": cores}
