@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from cluster_helpers import small_study_config
 
 from rccgrade.atomic import is_temporary
 from rccgrade.config import config_from_dict
@@ -47,24 +48,7 @@ STUDY_TIMEOUT_S = 900.0
 
 def _study_config(manifest: Path, runs_dir: Path, parallel: dict[str, Any]) -> dict[str, Any]:
     """The smallest study that still sends cohort validation, preprocessing and radiomics per case to workers."""
-    return {
-        "name": "dist",
-        "seed": 3,
-        "runs_dir": str(runs_dir),
-        "cohort": {"manifest": str(manifest)},
-        "parallel": parallel,
-        "preprocess": {"registration": {"enabled": False}, "rois": ["tumour"], "image_size": 32, "qc": False},
-        "radiomics": {"params": str(ROOT / "configs" / "radiomics_demo.yaml"), "stability": {"enabled": False}},
-        "models": {
-            "arms": ["radiomics"],
-            "cv_folds": 3,
-            "nested_oof": False,
-            "selection": {"lasso_cs": 4, "lasso_cv": 3},
-            "param_grids": {"logistic": {"C": [1.0]}},
-        },
-        "evaluation": {"roc_band_bootstrap": 0, "n_bootstrap": 100},
-        "report": {"enabled": False},
-    }
+    return small_study_config("dist", manifest, runs_dir, parallel)
 
 
 def _env(**extra: str) -> dict[str, str]:

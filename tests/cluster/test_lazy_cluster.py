@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from cluster_helpers import small_study_config
 
 from rccgrade.config import config_from_dict
 from rccgrade.parallel import ParallelSettings
@@ -93,26 +94,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _study(env: Env, cluster: dict[str, Any], **models: Any) -> dict[str, Any]:
-    return {
-        "name": "lazy",
-        "seed": 3,
-        "runs_dir": str(env.base / "runs"),
-        "cohort": {"manifest": str(env.manifest)},
-        "parallel": {"backend": "serial"},
-        "cluster": cluster,
-        "preprocess": {"registration": {"enabled": False}, "rois": ["tumour"], "image_size": 32, "qc": False},
-        "radiomics": {"params": str(ROOT / "configs" / "radiomics_demo.yaml"), "stability": {"enabled": False}},
-        "models": {
-            "arms": ["radiomics"],
-            "cv_folds": 3,
-            "nested_oof": False,
-            "selection": {"lasso_cs": 4, "lasso_cv": 3},
-            "param_grids": {"logistic": {"C": [1.0]}},
-            **models,
-        },
-        "evaluation": {"roc_band_bootstrap": 0, "n_bootstrap": 100},
-        "report": {"enabled": False},
-    }
+    return small_study_config(
+        "lazy", env.manifest, env.base / "runs", {"backend": "serial"}, models=models, cluster=cluster
+    )
 
 
 @pytest.fixture(scope="module")
