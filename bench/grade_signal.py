@@ -7,13 +7,17 @@ method), every method is fitted on the training patients only and scored by its 
 * ``plain`` / ``plain+clin``: the hand-written chain of :mod:`signal_chain` on the arterial radiomics
   (``rad:arterial:*`` columns only) without / with the clinical columns (the anchor of the paired table);
 * ``paper:<arm>``: rccgrade's ``fit_arms`` with the model settings of ``--config`` (default
-  ``configs/paper.yaml``), arms ``clinical, radiomics, combined, stacked`` (no deep features: see
-  ``signal_features.py``); the radiomics source is every ``rad:`` column of the table;
-* ``noise:<arm>``: the same plus a pure-noise source ``deep:noise`` (``--noise-width`` standard Gaussian
-  columns, the width of one ResNet50 ROI; drawn once per cohort from ``noise_seed``) fused by ``combined``
-  and ``stacked`` — what random-weight deep features do to a fusion, with known zero signal;
-* ``ext:<arm>``: the same as ``paper`` with the model settings of ``--extended-config`` on the extended
-  feature tables (``--extended-tag``), when given and present;
+  ``configs/paper.yaml``: the reference study's union fusion and unconstrained logistic stacking), arms
+  ``clinical, radiomics, combined, stacked`` on the paper's features (the arterial tumour ``rad:arterial:``
+  columns and the clinical columns; no deep features: see ``signal_features.py``);
+* ``rcc:<arm>``: the same features with the model settings of ``--extended-config`` (rccgrade's own fusion:
+  per-source budgets and non-negative stacking), so the fusion's effect is measured apart from the features';
+* ``ext:<arm>``: the model settings of ``--extended-config`` on every feature of the extended tables (every
+  phase, the peritumoural rings, the kinetic source), arms ``clinical, radiomics, kinetic, combined, stacked``;
+* ``noise:<arm>`` / ``extnoise:<arm>``: ``paper`` / ``ext`` plus a pure-noise source ``deep:noise``
+  (``--noise-width`` standard Gaussian columns, the width of one ResNet50 ROI; drawn once per cohort from
+  ``noise_seed``) fused by ``combined`` and ``stacked`` — what random-weight deep features do to a fusion,
+  with known zero signal;
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
   perfect feature extractor.
@@ -56,6 +60,7 @@ from bench.signal_report import goals, summarise, write_markdown  # noqa: E402
 
 COHORTS = ("c1_seed1", "c2_seed2", "c3_seed3_mix")
 ARMS = ["clinical", "radiomics", "combined", "stacked"]
+EXT_ARMS = ["clinical", "radiomics", "kinetic", "combined", "stacked"]
 NOISE_WIDTH = 2048
 
 
@@ -68,6 +73,24 @@ def load_cohort(cache: Path, cohort: str, tag: str) -> pd.DataFrame | None:
     if table.index.has_duplicates:
         raise ValueError(f"{cohort}: a patient appears in two chunks")
     return table.sort_index()
+
+
+def feature_costs(cache: Path, cohort: str, tag: str) -> list[dict[str, Any]]:
+    """The cost records ``signal_features.py`` wrote beside a cohort's chunks (parameters, seconds per stage)."""
+    parts = sorted((cache / "features").glob(f"{cohort}_{tag}_[0-9][0-9][0-9].parquet.cost.json"))
+    return [json.loads(p.read_text()) for p in parts]
+
+
+def paper_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's features inside an extended table: the arterial tumour radiomics (``rad:arterial:``, no ring)
+    and the clinical columns, with the label and the truth columns.
+
+    Identical to a paper-configuration extraction: the arterial phase is the registration reference and the
+    PyRadiomics settings are the same, so its tumour features do not depend on the other phases (checked value
+    for value on 8 patients of ``c1_seed1``).
+    """
+    keep = [c for c in table.columns if c.startswith(("rad:arterial:", "clin:", "truth:")) or c == "label"]
+    return table[keep]
 
 
 def make_splits(y: pd.Series, n: int, seed: int, test_size: float = 0.3) -> list[dict[str, Any]]:
@@ -189,7 +212,12 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=1000)
     parser.add_argument("--noise-seed", type=int, default=77)
     parser.add_argument("--noise-width", type=int, default=NOISE_WIDTH)
-    parser.add_argument("--methods", default="plain,truth,paper,noise,ext")
+    parser.add_argument("--methods", default="plain,truth,paper,rcc,ext,noise,extnoise")
+    parser.add_argument(
+        "--paper-from-extended",
+        action="store_true",
+        help="take the paper's features from the extended tables (paper_view) instead of separate --tag tables",
+    )
     parser.add_argument(
         "--nested-oof",
         choices=["config", "on", "off"],
@@ -200,6 +228,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal.json")
     parser.add_argument("--table-only", action="store_true", help="regenerate signal.md from signal.json")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the cohorts already in --out (run one cohort at a time as its features become ready); the "
+        "settings must match",
+    )
     parser.add_argument("--note", default="", help="free text stored in the JSON (scale, what was merged)")
     args = parser.parse_args()
     md = args.out.with_suffix(".md")
@@ -217,7 +251,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = list(os.getloadavg())
     result: dict[str, Any] = {"benchmark": "signal", "started_utc": started, "note": args.note, "cohorts": {}}
-    result["settings"] = {
+    settings = {
         "splits": args.splits,
         "split_seed": args.split_seed,
         "test_size": 0.3,
@@ -229,44 +263,65 @@ def main() -> None:
         "workers": args.workers,
         "nested_oof": args.nested_oof,
     }
+    result["settings"] = settings
+    if args.append and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous.get("settings") != settings:
+            raise SystemExit(f"--append: {args.out} was written with other settings: {previous.get('settings')}")
+        result = previous | {"note": args.note or previous.get("note", "")}
+        load_before = previous.get("machine", {}).get("load_average_before", load_before)
     for spec in args.cohorts.split(","):
         cohort, _, own_tag = spec.partition("@")  # ``name@tag``: this cohort's tables carry another tag
-        table = load_cohort(args.cache, cohort, own_tag or args.tag)
+        ext_table = load_cohort(args.cache, cohort, args.extended_tag) if args.extended_config else None
+        if args.paper_from_extended:
+            table = None if ext_table is None else paper_view(ext_table)
+        else:
+            table = load_cohort(args.cache, cohort, own_tag or args.tag)
         if table is None:
             print(f"{cohort}: no feature tables, left out", flush=True)
             continue
         y = table["label"].astype(int)
         splits = make_splits(y, args.splits, args.split_seed)
-        arm_runs: list[tuple[str, Any, pd.DataFrame | None]] = []
-        if "paper" in methods:
-            arm_runs.append(("paper", _model_settings(args.config, ARMS, ["clinical", "radiomics"], nested), None))
-        if "noise" in methods:
-            rng = np.random.default_rng([args.noise_seed, len(table)])
-            noise = pd.DataFrame(
-                rng.standard_normal((len(table), args.noise_width)),
-                index=table.index,
-                columns=[f"deep:noise:f{i:04d}" for i in range(args.noise_width)],
+        rng = np.random.default_rng([args.noise_seed, len(table)])
+        noise = pd.DataFrame(
+            rng.standard_normal((len(table), args.noise_width)),
+            index=table.index,
+            columns=[f"deep:noise:f{i:04d}" for i in range(args.noise_width)],
+        )
+        # (tag, settings, extra columns, table); the noise runs add their base arms so stacked can use them
+        arm_runs: list[tuple[str, Any, pd.DataFrame | None, pd.DataFrame]] = []
+
+        def with_noise(settings: Any, singles: list[str]) -> Any:
+            return settings.model_copy(
+                update={
+                    "arms": [*singles, "deep:noise", "combined", "stacked"],
+                    "combined_sources": [*singles, "deep:noise"],
+                    "stacked_arms": [*singles, "deep:noise"],
+                }
             )
-            settings = _model_settings(
-                args.config, ["deep:noise", "combined", "stacked"], ["clinical", "radiomics", "deep:noise"], nested
-            )
-            settings = settings.model_copy(update={"stacked_arms": ["clinical", "radiomics", "deep:noise"]})
-            # the stacked arm needs its base arms fitted: add them to this run (their AUCs equal paper's)
-            settings = settings.model_copy(update={"arms": ["clinical", "radiomics", *settings.arms]})
-            arm_runs.append(("noise", settings, noise))
-        ext_table = load_cohort(args.cache, cohort, args.extended_tag) if args.extended_config else None
-        if "ext" in methods and ext_table is not None and args.extended_config is not None:
-            missing = sorted(set(table.index) - set(ext_table.index))
-            if missing:
-                print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
-            else:
-                arm_runs.append(
-                    (
-                        "ext",
-                        _model_settings(args.extended_config, ARMS, ["clinical", "radiomics", "kinetic"], nested),
-                        None,
-                    )
-                )
+
+        if "paper" in methods or "noise" in methods:
+            paper = _model_settings(args.config, ARMS, ["clinical", "radiomics"], nested)
+            if "paper" in methods:
+                arm_runs.append(("paper", paper, None, table))
+            if "noise" in methods:
+                arm_runs.append(("noise", with_noise(paper, ["clinical", "radiomics"]), noise, table))
+        if args.extended_config is not None:
+            if "rcc" in methods:
+                rcc = _model_settings(args.extended_config, ARMS, ["clinical", "radiomics"], nested)
+                arm_runs.append(("rcc", rcc, None, table))
+            if {"ext", "extnoise"} & methods and ext_table is not None:
+                missing = sorted(set(table.index) - set(ext_table.index))
+                if missing:
+                    print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
+                else:
+                    ext = _model_settings(args.extended_config, EXT_ARMS, ["clinical", "radiomics", "kinetic"], nested)
+                    ext_rows = ext_table.loc[table.index]
+                    if "ext" in methods:
+                        arm_runs.append(("ext", ext, None, ext_rows))
+                    if "extnoise" in methods:
+                        singles = ["clinical", "radiomics", "kinetic"]
+                        arm_runs.append(("extnoise", with_noise(ext, singles), noise, ext_rows))
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
         t0 = time.perf_counter()
         # one job per (split, method group), cheap groups first, so results land in order of cost: the plain
@@ -274,8 +329,8 @@ def main() -> None:
         jobs: list[dict[str, Any]] = [
             {"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []} for s in splits
         ]
-        for run in arm_runs:
-            run_table = ext_table.loc[table.index] if run[0] == "ext" and ext_table is not None else table
+        for tag, settings, extra, run_table in arm_runs:
+            run = (tag, settings, extra)
             jobs += [{"table": run_table, "split": s, "methods": set(), "arm_runs": [run]} for s in splits]
         records: list[dict[str, Any]] = []
         # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
@@ -286,8 +341,14 @@ def main() -> None:
                 "n_patients": len(table),
                 "prevalence": float(y.mean()),
                 "n_radiomics_features": sum(c.startswith("rad:") for c in table.columns),
+                "n_extended_features": None
+                if ext_table is None
+                else sum(c.startswith(("rad:", "kin:")) for c in ext_table.columns),
                 "centres": {str(k): int(v) for k, v in table["truth:center"].value_counts().sort_index().items()},
                 "split_seeds": [s["seed"] for s in splits],
+                "feature_extraction": feature_costs(
+                    args.cache, cohort, args.extended_tag if args.paper_from_extended else (own_tag or args.tag)
+                ),
                 "wall_s": time.perf_counter() - t0,
                 "records": records,
                 "summary": summarise(records),

@@ -8,7 +8,10 @@ anchor), fitted on the training patients only:
 2. correlation pruning: walk the kept features by ascending p-value and drop one whose |Pearson r| with an
    already kept feature exceeds 0.9;
 3. z-score (training mean/SD), L1 logistic regression with the C chosen by 5-fold stratified CV on AUC
-   (``LogisticRegressionCV``, liblinear, 20 values of C); keep the non-zero coefficients (at least the
+   (``LogisticRegressionCV``, liblinear, 20 values of C, scikit-learn's default ``max_iter`` = 100 as a
+   hand-written script has it: with 5000 iterations the nearly unpenalised C = 1e4 fits fail to converge on
+   near-separable splits and one fit took 80 s instead of 3 s, with the same selected features and test AUC on
+   the splits checked); keep the non-zero coefficients (at least the
    feature with the smallest p-value when L1 drops all);
 4. a plain logistic regression (sklearn default: L2, C = 1) on the kept features, z-scored.
 
@@ -34,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 P_THRESHOLD = 0.05
 R_THRESHOLD = 0.9
 N_CS = 20
+L1_MAX_ITER = 100
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,13 @@ def fit_plain_chain(rad: pd.DataFrame, y: pd.Series, seed: int, clinical: pd.Dat
     with warnings.catch_warnings():  # sklearn 1.8 deprecates ``penalty``; the meaning is unchanged until 1.10
         warnings.simplefilter("ignore", FutureWarning)
         l1 = LogisticRegressionCV(
-            Cs=N_CS, cv=cv, penalty="l1", solver="liblinear", scoring="roc_auc", max_iter=5000, random_state=seed
+            Cs=N_CS,
+            cv=cv,
+            penalty="l1",
+            solver="liblinear",
+            scoring="roc_auc",
+            max_iter=L1_MAX_ITER,
+            random_state=seed,
         ).fit(z, yv)
     nz = [c for c, w in zip(pruned, l1.coef_[0], strict=True) if w != 0.0] or [pruned[0]]
     design = x[nz]

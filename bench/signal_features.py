@@ -46,6 +46,7 @@ def build_tables(
     rois: list[str] | None,
     register: bool = True,
     patients: tuple[int, int] | None = None,
+    params: Path | None = None,
 ) -> dict[str, object]:
     """Run the stages and write ``out`` (parquet); return the cost record (seconds per stage, sizes)."""
     from rccgrade.config import config_from_dict
@@ -69,6 +70,8 @@ def build_tables(
     raw["parallel"] = {"backend": "serial" if workers == 1 else "processes", "workers": workers}
     raw.pop("synth", None)
     raw.setdefault("radiomics", {}).setdefault("stability", {})["enabled"] = stability
+    if params is not None:  # a declared cheaper PyRadiomics parameter file, for every arm alike
+        raw["radiomics"]["params"] = str(params.resolve())
     if rois is not None:
         raw.setdefault("preprocess", {})["rois"] = rois
     if not register:
@@ -103,6 +106,7 @@ def build_tables(
         "workers": workers,
         "stability": stability,
         "registration": register,
+        "radiomics_params": str(params) if params is not None else None,
         "stage_seconds": seconds,
         "cpu_count": os.cpu_count(),
         "load_average_end": list(os.getloadavg()),
@@ -146,6 +150,12 @@ def main() -> None:
     )
     parser.add_argument("--patients", default="", help="START:STOP, a slice of the manifest's rows (chunks)")
     parser.add_argument("--rois", default="tumour", help="comma-separated preprocess ROIs (slice images only)")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="PyRadiomics parameter file replacing the config's radiomics.params (e.g. configs/radiomics_demo.yaml)",
+    )
     parser.add_argument("--from-table", type=Path, default=None, help="reuse this radiomics parquet (no extraction)")
     args = parser.parse_args()
     if args.from_table is not None:
@@ -154,7 +164,8 @@ def main() -> None:
     rois = [r for r in args.rois.split(",") if r] or None
     patients = tuple(int(v) for v in args.patients.split(":")) if args.patients else None
     cost = build_tables(
-        args.cohort_dir, args.config, args.out, args.workers, args.stability, rois, not args.no_registration, patients
+        args.cohort_dir, args.config, args.out, args.workers, args.stability, rois, not args.no_registration, patients,
+        args.params,
     )
     print(json.dumps(cost, indent=2))
 

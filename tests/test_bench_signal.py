@@ -49,7 +49,7 @@ def _naive_chain(x: pd.DataFrame, y: pd.Series, x_test: pd.DataFrame, seed: int)
             penalty="l1",
             solver="liblinear",
             scoring="roc_auc",
-            max_iter=5000,
+            max_iter=100,  # scikit-learn default, as the chain (and a hand-written script) has it
             random_state=seed,
         ).fit(((x[kept] - mu) / sd).to_numpy(), y.to_numpy())
     sel = [c for c, w in zip(kept, l1.coef_[0], strict=True) if w != 0]
@@ -116,3 +116,41 @@ def test_paired_summary_matches_hand_computation() -> None:
     assert s["m"]["auc_mean"] == pytest.approx(np.mean(a))
     assert s["m"]["vs_plain"]["mean"] == pytest.approx(d.mean())
     assert paired(rec, "m", "absent") is None
+
+
+def test_paper_view_keeps_the_arterial_tumour_and_clinical_columns_only() -> None:
+    """Catches a paper arm that sees the extended sources (rings, other phases, kinetic) or loses the truth."""
+    from bench.grade_signal import paper_view
+
+    cols = [
+        "rad:arterial:original_firstorder_Mean",
+        "rad:arterial@ring5mm:original_firstorder_Mean",
+        "rad:nephrographic:original_firstorder_Mean",
+        "kin:washout_mean",
+        "clin:age",
+        "label",
+        "truth:p_high",
+    ]
+    table = pd.DataFrame(np.arange(2 * len(cols), dtype=float).reshape(2, -1), columns=cols, index=["a", "b"])
+    view = paper_view(table)
+    assert list(view.columns) == ["rad:arterial:original_firstorder_Mean", "clin:age", "label", "truth:p_high"]
+    pd.testing.assert_frame_equal(view, table[list(view.columns)])
+
+
+def test_goals_pair_each_added_source_with_the_run_without_it() -> None:
+    """Catches a goal compared against the wrong run (noise against ext, ext against paper) or the wrong sign."""
+    from bench.signal_report import goals
+
+    auc = {"rcc:combined": [0.80, 0.82], "ext:combined": [0.81, 0.80], "extnoise:combined": [0.78, 0.79]}
+    auc |= {"paper:combined": [0.70, 0.70], "noise:combined": [0.70, 0.69], "plain": [0.75, 0.75]}
+    rec = [{"split": k, "method": m, "auc": v, "seconds": 1.0} for m, vs in auc.items() for k, v in enumerate(vs)]
+    lines = {g["goal"].split(": ", 1)[1]: g for g in goals({"cohorts": {"c": {"records": rec}}})}
+    ext = lines["the extended sources (phases, rings, kinetic) cost combined ≤ 0.01 AUC"]
+    assert ext["value"] == pytest.approx(np.mean([0.01, -0.02])) and ext["status"] == "pass"
+    noise_ext = lines["a pure-noise source costs ext's combined ≤ 0.01 AUC"]
+    assert noise_ext["value"] == pytest.approx(np.mean([-0.03, -0.01])) and noise_ext["status"] == "FAIL"
+    noise_paper = lines["a pure-noise source costs paper's combined ≤ 0.01 AUC"]
+    assert noise_paper["value"] == pytest.approx(-0.005) and noise_paper["status"] == "pass"
+    assert lines["rcc:combined beats plain by ≥ 0.04 (paired mean)"]["status"] == "pass"
+    assert lines["paper:combined beats plain by ≥ 0.04 (paired mean)"]["status"] == "FAIL"
+    assert lines["ext:stacked not below ext:kinetic by > 0.01 (the other sources added)"]["status"] == "not measured"
