@@ -324,14 +324,15 @@ def main() -> None:
                         arm_runs.append(("extnoise", with_noise(ext, singles), noise, ext_rows))
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
         t0 = time.perf_counter()
-        # one job per (split, method group), cheap groups first, so results land in order of cost: the plain
-        # chain and the references for every split, then each arm run split by split
-        jobs: list[dict[str, Any]] = [
-            {"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []} for s in splits
-        ]
-        for tag, settings, extra, run_table in arm_runs:
-            run = (tag, settings, extra)
-            jobs += [{"table": run_table, "split": s, "methods": set(), "arm_runs": [run]} for s in splits]
+        # one job per (split, method group), split by split (every method of split k before split k + 1), so a run
+        # stopped by a deadline holds fewer splits but every method on each of them: the comparisons stay paired
+        jobs: list[dict[str, Any]] = []
+        for s in splits:
+            jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
+            jobs += [
+                {"table": run_table, "split": s, "methods": set(), "arm_runs": [(tag, run_settings, extra)]}
+                for tag, run_settings, extra, run_table in arm_runs
+            ]
         records: list[dict[str, Any]] = []
         # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
         # deadline keeps what it measured; ``n_splits`` per method says how many)

@@ -289,7 +289,9 @@ def _evaluate(
         )
         flagged = [p for p in ood.index[ood != ""] if p in res.index and res.at[p, "status"] == STATUS_OK]
         res.loc[flagged, "status"] = STATUS_OOD
-        res.loc[flagged, "reason"] = [ood[p] for p in flagged]
+        # keep what predict_table already said (e.g. the imputed feature groups) after the distribution flag
+        prior = res["reason"].where(res["reason"].notna(), "").astype(str)
+        res.loc[flagged, "reason"] = [" | ".join(r for r in (ood[p], prior[p]) if r) for p in flagged]
         preds[b.arm] = res["probability"].where(res["status"] != STATUS_FAILED)
         preds[f"{b.arm}.status"] = res["status"]
         preds[f"{b.arm}.reason"] = res["reason"]
