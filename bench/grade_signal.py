@@ -18,6 +18,9 @@ method), every method is fitted on the training patients only and scored by its 
   (``--noise-width`` standard Gaussian columns, the width of one ResNet50 ROI; drawn once per cohort from
   ``noise_seed``) fused by ``combined`` and ``stacked`` — what random-weight deep features do to a fusion,
   with known zero signal;
+* ``rccg:<arm>``, ``extg:<arm>``, ``extgnoise:<arm>``: ``rcc``, ``ext`` and ``extnoise`` with the gated
+  ``combined`` (``models.combined_selection: gated``, :mod:`rccgrade.models.source_gate`) instead of the
+  budgets (no ``stacked``: it does not depend on the combined arm);
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
   perfect feature extractor.
@@ -212,7 +215,7 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=1000)
     parser.add_argument("--noise-seed", type=int, default=77)
     parser.add_argument("--noise-width", type=int, default=NOISE_WIDTH)
-    parser.add_argument("--methods", default="plain,truth,paper,rcc,ext,noise,extnoise")
+    parser.add_argument("--methods", default="plain,truth,paper,rcc,rccg,ext,extg,noise,extnoise,extgnoise")
     parser.add_argument(
         "--paper-from-extended",
         action="store_true",
@@ -266,9 +269,12 @@ def main() -> None:
     result["settings"] = settings
     if args.append and args.out.exists():
         previous = json.loads(args.out.read_text())
-        if previous.get("settings") != settings:
+        free = ("methods", "workers")  # a later run may add methods to a cohort's splits (its records join)
+        old = {k: v for k, v in previous.get("settings", {}).items() if k not in free}
+        if old != {k: v for k, v in settings.items() if k not in free}:
             raise SystemExit(f"--append: {args.out} was written with other settings: {previous.get('settings')}")
-        result = previous | {"note": args.note or previous.get("note", "")}
+        settings["methods"] = sorted(set(previous["settings"]["methods"]) | methods)
+        result = previous | {"note": args.note or previous.get("note", ""), "settings": settings}
         load_before = previous.get("machine", {}).get("load_average_before", load_before)
     for spec in args.cohorts.split(","):
         cohort, _, own_tag = spec.partition("@")  # ``name@tag``: this cohort's tables carry another tag
@@ -306,11 +312,16 @@ def main() -> None:
                 arm_runs.append(("paper", paper, None, table))
             if "noise" in methods:
                 arm_runs.append(("noise", with_noise(paper, ["clinical", "radiomics"]), noise, table))
+        gated = {"combined_selection": "gated"}
         if args.extended_config is not None:
+            if "rccg" in methods:  # the gated combined (models/source_gate.py) on the paper's features
+                rccg = _model_settings(args.extended_config, ["clinical", "radiomics", "combined"], [], nested)
+                rccg = rccg.model_copy(update={**gated, "combined_sources": ["clinical", "radiomics"]})
+                arm_runs.append(("rccg", rccg, None, table))
             if "rcc" in methods:
                 rcc = _model_settings(args.extended_config, ARMS, ["clinical", "radiomics"], nested)
                 arm_runs.append(("rcc", rcc, None, table))
-            if {"ext", "extnoise"} & methods and ext_table is not None:
+            if {"ext", "extnoise", "extg", "extgnoise"} & methods and ext_table is not None:
                 missing = sorted(set(table.index) - set(ext_table.index))
                 if missing:
                     print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
@@ -322,18 +333,41 @@ def main() -> None:
                     if "extnoise" in methods:
                         singles = ["clinical", "radiomics", "kinetic"]
                         arm_runs.append(("extnoise", with_noise(ext, singles), noise, ext_rows))
+                    if "extg" in methods:
+                        extg = ext.model_copy(
+                            update={**gated, "arms": ["clinical", "radiomics", "kinetic", "combined"]}
+                        )
+                        arm_runs.append(("extg", extg, None, ext_rows))
+                    if "extgnoise" in methods:
+                        singles = ["clinical", "radiomics", "kinetic"]
+                        extgn = with_noise(ext.model_copy(update=gated), singles)
+                        extgn = extgn.model_copy(update={"arms": [*singles, "deep:noise", "combined"]})
+                        arm_runs.append(("extgnoise", extgn, noise, ext_rows))
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
         t0 = time.perf_counter()
         # one job per (split, method group), split by split (every method of split k before split k + 1), so a run
         # stopped by a deadline holds fewer splits but every method on each of them: the comparisons stay paired
         jobs: list[dict[str, Any]] = []
         for s in splits:
-            jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
+            if methods & {"plain", "truth"}:
+                jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
             jobs += [
                 {"table": run_table, "split": s, "methods": set(), "arm_runs": [(tag, run_settings, extra)]}
                 for tag, run_settings, extra, run_table in arm_runs
             ]
         records: list[dict[str, Any]] = []
+        if cohort in result["cohorts"]:  # --append to a cohort measured before: same splits, other methods
+            earlier = result["cohorts"][cohort]
+            if earlier["split_seeds"] != [s["seed"] for s in splits]:
+                raise SystemExit(f"--append: {cohort} was measured on other splits")
+            rerun = {f"{tag}:" for tag, *_ in arm_runs} | {m for m in ("plain", "truth") if m in methods}
+            records = [
+                r
+                for r in earlier["records"]
+                if not any(r["method"].startswith(t) for t in rerun if t.endswith(":"))
+                and not ({"plain", "plain+clin"} & {r["method"]} and "plain" in rerun)
+                and not ({"oracle", "truth-lr"} & {r["method"]} and "truth" in rerun)
+            ]
         # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
         # deadline keeps what it measured; ``n_splits`` per method says how many)
         for rs in Parallel(n_jobs=args.workers, return_as="generator")(delayed(run_split)(j) for j in jobs):

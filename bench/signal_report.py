@@ -39,6 +39,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per method: AUC mean/SD, seconds per split, paired differences vs the anchors, the oracle and truth-lr."""
     df = pd.DataFrame(records)
     out: dict[str, dict[str, Any]] = {}
+    if df.empty:
+        return out
     for method, g in df.groupby("method", sort=False):
         m = str(method)
         row: dict[str, Any] = {
@@ -65,7 +67,8 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's goals as pass/fail lines per cohort (``not measured`` where the method did not run).
 
     * ``<tag>:combined`` beats ``plain`` by ≥ 0.04 and lies within 0.05 of the oracle (tags ``ext``, ``rcc``,
-      ``paper``: the extended configuration, rccgrade's fusion on the paper's features, the paper's fusion);
+      ``paper``: the extended configuration, rccgrade's fusion on the paper's features, the paper's fusion;
+      ``extg``, ``rccg``: the same with the gated combined);
     * each added source never lowers a fusion by more than 0.01: every fusion against each of its single-source
       arms, ``ext`` against ``rcc`` (the extended sources added to the paper's), and a pure-noise source added
       (``noise`` against ``paper``, ``extnoise`` against ``ext``).
@@ -73,7 +76,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     lines = []
     for cohort, c in result.get("cohorts", {}).items():
         rec = c["records"]
-        for tag in ("ext", "rcc", "paper"):
+        for tag in ("ext", "extg", "rcc", "rccg", "paper"):
             d = paired(rec, f"{tag}:combined", "plain")
             lines.append(
                 _goal(
@@ -92,8 +95,8 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                     "" if d is None else f"oracle − combined = {d['mean']:.3f}",
                 )
             )
-            singles = ("clinical", "radiomics", "kinetic") if tag == "ext" else ("clinical", "radiomics")
-            for fusion in ("combined", "stacked"):
+            singles = ("clinical", "radiomics", "kinetic") if tag.startswith("ext") else ("clinical", "radiomics")
+            for fusion in ("combined",) if tag.endswith("g") else ("combined", "stacked"):
                 for single in singles:
                     d = paired(rec, f"{tag}:{fusion}", f"{tag}:{single}")
                     lines.append(
@@ -105,11 +108,16 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                         )
                     )
         for fusion in ("combined", "stacked"):
-            pairs = (
+            pairs = [
                 ("ext", "rcc", "the extended sources (phases, rings, kinetic) cost"),
                 ("noise", "paper", "a pure-noise source costs paper's"),
                 ("extnoise", "ext", "a pure-noise source costs ext's"),
-            )
+            ]
+            if fusion == "combined":
+                pairs += [
+                    ("extg", "rccg", "the extended sources (phases, rings, kinetic) cost gated"),
+                    ("extgnoise", "extg", "a pure-noise source costs extg's"),
+                ]
             for with_, without, what in pairs:
                 d = paired(rec, f"{with_}:{fusion}", f"{without}:{fusion}")
                 lines.append(

@@ -48,6 +48,7 @@ from rccgrade.features.selection import (
 from rccgrade.models.arms import StackedClassifier
 from rccgrade.models.classifiers import BalancedLGBMClassifier, BalancedXGBClassifier
 from rccgrade.models.fusion import BudgetedSourceUnion
+from rccgrade.models.source_gate import GatedSourceUnion
 from rccgrade.models.stacking import NonNegativeLogisticRegression
 
 ESTIMATORS = [
@@ -81,6 +82,18 @@ ESTIMATORS = [
         budgets=(0, 1, 2),
         cv=3,
     ),
+    GatedSourceUnion(
+        [
+            (
+                "all",
+                "",
+                Pipeline(
+                    [("impute", TabularPreprocessor()), ("scale", StandardScaler().set_output(transform="pandas"))]
+                ),
+            )
+        ],
+        cv=3,
+    ),
 ]
 
 EXEMPT: dict[str, dict[str, str]] = {
@@ -88,6 +101,9 @@ EXEMPT: dict[str, dict[str, str]] = {
         "check_dtype_object": "object columns are categorical variables by design: every value is a level",
     },
     "BudgetedSourceUnion": {  # its chain starts with a TabularPreprocessor (see above)
+        "check_dtype_object": "object columns are categorical variables by design: every value is a level",
+    },
+    "GatedSourceUnion": {  # the same chain
         "check_dtype_object": "object columns are categorical variables by design: every value is a level",
     },
 }

@@ -79,3 +79,15 @@ def test_fusion_text_states_what_the_run_learnt() -> None:
         {"radiomics": {"auto": {"chosen": "logistic", "scores": {"logistic": 0.7}, "n_folds": 5}}},
     )
     assert "reused the final choice" in fixed and "optimistic" in fixed
+
+
+def test_gated_combined_is_described_with_its_gate() -> None:
+    """Catches the gated arm described as budgets, or a left-out source reported as kept."""
+    gate = {
+        "clinical": {"auc": 0.681, "p": 2e-8, "folds": 5, "kept": True},
+        "deep:noise": {"auc": 0.49, "p": 0.61, "folds": 5, "kept": False},
+    }
+    models = {"arms": ["clinical", "combined"], "combined_selection": "gated", "combined_gate_alpha": 0.01}
+    text = _fusion_text(models, {"combined": {"gate": gate}})
+    assert "p < 0.01" in text and "budget" not in text
+    assert "clinical kept (inner-CV AUC 0.681), deep:noise left out (inner-CV AUC 0.490)" in text

@@ -146,6 +146,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "rccgrade.models.classifiers.BalancedXGBClassifier",
     "rccgrade.models.classifiers.CalibratedSVM",
     "rccgrade.models.fusion.BudgetedSourceUnion",
+    "rccgrade.models.source_gate.GatedSourceUnion",
     "rccgrade.models.stacking.NonNegativeLogisticRegression",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",

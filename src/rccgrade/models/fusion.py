@@ -57,6 +57,7 @@ from rccgrade.errors import ModelError
 from rccgrade.features.matrix import BinaryTargetMixin, as_frame, binary_labels
 from rccgrade.features.selection import MRMRSelector, SourceUnion
 from rccgrade.models.settings import ModelSettings
+from rccgrade.models.source_gate import GatedSourceUnion
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,18 @@ _CACHE_SIZE = 16
 def budgeted_union(
     entries: Sequence[tuple[str, str, Any]], settings: ModelSettings, seed: int, classifier: str | None = None
 ) -> SourceUnion:
-    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``) or plain (``union``).
+    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``), gated (``gated``:
+    :mod:`rccgrade.models.source_gate`) or plain (``union``).
 
     ``classifier`` is the arm's classifier: with ``models.combined_budget_scorer: arm`` it (untuned, package
     defaults) scores the budgets instead of the logistic proxy; ``auto`` or None keep the proxy.
     """
     if settings.combined_selection == "union":
         return SourceUnion(entries)
+    if settings.combined_selection == "gated":
+        return GatedSourceUnion(
+            entries, alpha=settings.combined_gate_alpha, cv=settings.combined_budget_cv, random_state=seed
+        )
     scorer = None
     if settings.combined_budget_scorer == "arm" and classifier not in (None, "auto", "logistic"):
         from rccgrade.models.classifiers import make_classifier
@@ -292,6 +298,8 @@ def fusion_details(model: Any) -> dict[str, Any]:
             "stacking_meta": type(model.meta_).__name__,
         }
     union = getattr(model, "named_steps", {}).get("features")
+    if isinstance(union, GatedSourceUnion):
+        return {"gate": {name: dict(g) for name, g in union.gate_.items()}}
     if isinstance(union, BudgetedSourceUnion):
         score = union.budget_trace_["score"]
         return {"budgets": dict(union.budgets_), "budget_cv_auc": None if score is None else float(score)}

@@ -206,6 +206,21 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
             if rec.get("budget_cv_auc") is not None:
                 text += f" (inner-CV AUC {_num(rec['budget_cv_auc'])})"
         parts.append(text + ".")
+    if "combined" in arms and mod.combined_selection == "gated":
+        gate = (fusion or {}).get("combined", {}).get("gate") or {}
+        text = (
+            "Combined arm: every selected feature of each source whose pooled out-of-fold scores in a "
+            f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (L2 logistic regression "
+            "on the source's selected features) separated the grades (one-sided Mann–Whitney p < "
+            f"{mod.combined_gate_alpha:g}; the most convincing source when none did)"
+        )
+        if gate:
+            text += "; " + ", ".join(
+                f"{s} {'kept' if g.get('kept') else 'left out'}"
+                + ("" if g.get("auc") is None else f" (inner-CV AUC {_num(g['auc'])})")
+                for s, g in gate.items()
+            )
+        parts.append(text + ".")
     auto = _auto_arms(mod, fusion)
     if auto:
         recs = {a: dict((fusion or {}).get(a, {}).get("auto") or {}) for a in auto}

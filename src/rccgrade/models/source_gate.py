@@ -1,0 +1,173 @@
+"""Feature-level fusion with a signal gate per source (``models.combined_selection: gated``).
+
+Every source (``clinical``, ``radiomics``, ``kinetic``, ``deep:<roi>``) keeps its own selection chain, exactly
+as in the plain union of the reference study (:class:`~rccgrade.features.selection.SourceUnion`); a source
+enters the ``combined`` arm only when an inner cross-validation on the patients the union is fitted on (the
+training patients, or a training fold of an outer CV — never a test patient) shows that it carries signal:
+
+1. in each of ``cv`` stratified inner folds the source's chain is fitted on the fold's training part, and an
+   L2 logistic regression (``C``) on **all** the chain's output features scores the fold's held-out part;
+2. the held-out scores of the folds are pooled, and a one-sided Mann–Whitney test asks whether high-grade
+   patients score higher (equivalently: the pooled out-of-fold AUC exceeds 0.5);
+3. the source enters when ``p < alpha`` (default 0.05); when no source passes, the one with the smallest ``p``
+   enters, so the arm always has features.
+
+Why a gate and not a search (the ``budgets`` option): a search over budget vectors scores tens of candidate
+unions on the same inner folds and keeps the best, so the chosen vector's inner-CV AUC is the maximum of many
+noisy estimates and its choice follows that noise. On the issue-14 benchmark (``bench/grade_signal.py``,
+``bench/results/signal.md``) the budgeted ``combined`` lost to its own radiomics arm on average, e.g. by
+choosing 4 kinetic and 1 clinical feature over any radiomics feature on a split where the radiomics arm scored
+0.79 and the chosen union 0.73. The gate asks one question per source, with a fixed error rate, and keeps a
+passing source whole, as the reference study's union does; a pure-noise source passes with probability
+≈ ``alpha``.
+
+Shapes: ``X`` is a FeatureTable ``(n_patients, n_columns)`` whose column prefixes name the sources; ``y`` is
+0/1 ``(n_patients,)``. The fitted transformer outputs the concatenated chain outputs of the sources that
+passed, so the arm keeps the shape ``Pipeline([("features", union), ("clf", classifier)])``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import joblib
+import numpy as np
+from scipy.stats import mannwhitneyu
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from rccgrade.errors import ModelError
+from rccgrade.features.fit_cache import fit_chain
+from rccgrade.features.matrix import BinaryTargetMixin, as_frame, binary_labels
+from rccgrade.features.selection import SourceUnion
+
+__all__ = ["GatedSourceUnion", "source_signal"]
+
+_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def source_signal(
+    chain: Any, X: Any, y: np.ndarray, *, cv: int = 5, random_state: int = 0, C: float = 1.0
+) -> dict[str, float]:
+    """Pooled out-of-fold evidence that one source separates the classes.
+
+    Args:
+        chain: The source's unfitted selection chain (ends with its ``scale`` step).
+        X: The source's columns of the patients, ``(n_patients, n_columns)``.
+        y: 0/1 labels ``(n_patients,)``.
+        cv: Inner stratified folds (fewer when a class has fewer patients).
+        random_state: Seed of the folds.
+        C: Inverse ridge strength of the scoring logistic regression.
+
+    Returns:
+        ``auc`` (pooled out-of-fold AUC), ``p`` (one-sided Mann–Whitney p-value, high grade scoring higher)
+        and ``folds``. A fold whose chain keeps no feature scores its patients 0 (no information).
+
+    Raises:
+        ModelError: fewer than 2 patients of a class.
+    """
+    n_splits = int(min(cv, np.bincount(y, minlength=2).min()))
+    if n_splits < 2:
+        raise ModelError("gating the sources of combined needs at least 2 training patients of each class")
+    scores = np.zeros(len(y), dtype=np.float64)
+    folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    for tr, va in folds.split(np.zeros(len(y)), y):
+        fitted = clone(chain).fit(X.iloc[tr], y[tr])
+        Z_tr = np.asarray(fitted.transform(X.iloc[tr]), dtype=np.float64)
+        if Z_tr.shape[1] == 0:
+            continue
+        Z_va = np.asarray(fitted.transform(X.iloc[va]), dtype=np.float64)
+        model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
+        scores[va] = model.decision_function(Z_va)
+    pos, neg = scores[y == 1], scores[y == 0]
+    p = 1.0 if np.ptp(scores) == 0 else float(mannwhitneyu(pos, neg, alternative="greater").pvalue)
+    return {"auc": float(roc_auc_score(y, scores)), "p": p, "folds": n_splits}
+
+
+class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
+    """:class:`~rccgrade.features.selection.SourceUnion` that keeps only the sources passing a signal gate.
+
+    Args:
+        transformers: ``(source, prefix, chain)`` triples; each chain ends with its ``scale`` step.
+        alpha: Significance level of the one-sided gate (see the module docstring).
+        cv: Folds of the inner CV.
+        random_state: Seed of the inner folds.
+        C: Inverse ridge strength of the scoring logistic regression.
+
+    Attributes:
+        gate_: Source → ``{"auc", "p", "folds", "kept"}`` (``p`` None and kept when the inner CV was
+            impossible: too few patients of a class, so every source is kept, as the plain union does).
+        transformers_: The fitted chains of the kept sources (as in ``SourceUnion``).
+    """
+
+    __module__ = "rccgrade.models.source_gate"
+
+    def __init__(
+        self,
+        transformers: Sequence[tuple[str, str, Any]],
+        alpha: float = 0.05,
+        cv: int = 5,
+        random_state: int = 0,
+        C: float = 1.0,
+    ) -> None:
+        super().__init__(transformers)
+        self.alpha = alpha
+        self.cv = cv
+        self.random_state = random_state
+        self.C = C
+
+    def fit(self, X: Any, y: Any = None) -> GatedSourceUnion:
+        """Gate every source by inner CV, then fit the kept sources' chains on all the patients."""
+        X = as_frame(X, step="GatedSourceUnion")
+        lab = binary_labels(y, "GatedSourceUnion")
+        key = joblib.hash((X, lab, self.get_params(deep=False)))
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            self.__dict__.update(copy.deepcopy(_CACHE[key]))
+            return self
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        columns: dict[str, list[str]] = {}
+        gate: dict[str, dict[str, Any]] = {}
+        for name, prefix, est in self.transformers:
+            cols = [c for c in X.columns if c.startswith(prefix)]
+            if not cols:
+                raise ModelError(
+                    f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
+                    f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
+                )
+            columns[name] = cols
+            try:
+                gate[name] = source_signal(est, X[cols], lab, cv=self.cv, random_state=self.random_state, C=self.C)
+            except ModelError:  # a tiny outer fold: no gate, every source (the plain union)
+                gate[name] = {"auc": None, "p": None, "folds": 0}
+        passed = {n for n, g in gate.items() if g["p"] is None or g["p"] < self.alpha}
+        if not passed:
+            passed = {min(gate, key=lambda n: (gate[n]["p"], n))}
+        for name in gate:
+            gate[name]["kept"] = name in passed
+        self.gate_ = gate
+        self.transformers_ = []
+        self.columns_ = {}
+        for name, prefix, est in self.transformers:
+            if name not in passed:
+                continue
+            fitted = fit_chain(est, X[columns[name]], lab)  # shared with the single-source arms' fits
+            if len(fitted.get_feature_names_out()) == 0:
+                raise ModelError(
+                    f"no feature of {name!r} survived preprocessing and selection on the training patients "
+                    f"({len(columns[name])} column(s) in); check the source's values or relax the selection settings"
+                )
+            self.transformers_.append((name, prefix, fitted))
+            self.columns_[name] = columns[name]
+        state = {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("__")}
+        _CACHE[key] = copy.deepcopy(state)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return self

@@ -1,0 +1,113 @@
+"""The gated ``combined`` arm (models/source_gate.py): a source enters when its inner-CV scores separate the
+classes; the pooled out-of-fold scores are checked against scikit-learn's own ``cross_val_predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+
+from rccgrade.models import source_gate
+from rccgrade.models.arms import build_arm, fit_arms
+from rccgrade.models.bundle import bundle_from_arms, load_bundle, required_features
+from rccgrade.models.source_gate import GatedSourceUnion, source_signal
+from rccgrade.models.split import make_split, train_test_ids
+
+
+def _blocks(seed: int = 0, n: int = 240, n_noise: int = 200) -> tuple[pd.DataFrame, pd.Series]:
+    """Clinical (age) and radiomics (two features) carry the signal; ``deep:noise`` is pure noise."""
+    rng = np.random.default_rng(seed)
+    ids = pd.Index([f"p{i:03d}" for i in range(n)], name="patient_id")
+    a, b, c = rng.normal(size=(3, n))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-0.4 + 1.2 * a + 1.2 * b + 0.9 * c)))).astype(int)
+    cols: dict[str, Any] = {"clin:age": 60 + 10 * a, "clin:bmi": 25 + 3 * rng.normal(size=n)}
+    rad = rng.normal(size=(n, 20))
+    rad[:, 0], rad[:, 1] = b, c
+    cols.update({f"rad:arterial:f{j:03d}": rad[:, j] for j in range(20)})
+    cols.update({f"deep:noise:f{j:04d}": rng.normal(size=n) for j in range(n_noise)})
+    return pd.DataFrame(cols, index=ids), pd.Series(y, index=ids, name="high_grade")
+
+
+def _settings(fast: Callable[..., Any], **kw: Any) -> Any:
+    base: dict[str, Any] = {
+        "arms": ["combined"],
+        "combined_sources": ["clinical", "radiomics", "deep:*"],
+        "combined_selection": "gated",
+        "selection": {"steps": ["near_constant", "univariate", "correlation"], "univariate_min_features": 4},
+    }
+    return fast(**{**base, **kw})
+
+
+def test_source_signal_equals_sklearn_cross_val_predict(fast: Callable[..., Any]) -> None:
+    """Catches scores not pooled out of fold (in-fold scores), other folds, or a two-sided / reversed test."""
+    table, y = _blocks(seed=4, n=160, n_noise=5)
+    model = build_arm("radiomics", list(table.columns), _settings(fast, arms=["radiomics"]), seed=0)
+    chain = clone(model.named_steps["features"].transformers[0][2])
+    x = table[[c for c in table.columns if c.startswith("rad:")]]
+    lab = y.to_numpy()
+    got = source_signal(chain, x, lab, cv=5, random_state=7)
+    folds = StratifiedKFold(5, shuffle=True, random_state=7)
+    pipe = Pipeline([("chain", clone(chain)), ("lr", LogisticRegression(C=1.0, max_iter=5000))])
+    oof = cross_val_predict(pipe, x, lab, cv=folds, method="decision_function")
+    assert got["auc"] == pytest.approx(roc_auc_score(lab, oof), abs=1e-12)
+    expected_p = mannwhitneyu(oof[lab == 1], oof[lab == 0], alternative="greater").pvalue
+    assert got["p"] == pytest.approx(expected_p, rel=1e-9)
+    assert got["p"] < 1e-3  # two strong features
+    assert got["p"] == pytest.approx(mannwhitneyu(oof[lab == 1], oof[lab == 0]).pvalue / 2, rel=1e-6)  # one-sided
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_source_is_gated_out_and_signal_sources_stay_whole(seed: int, fast: Callable[..., Any]) -> None:
+    """Catches a gate that keeps everything (the plain union) or drops a weak but real source."""
+    table, y = _blocks(seed)
+    source_gate._CACHE.clear()
+    model = build_arm("combined", list(table.columns), _settings(fast), seed=seed).fit(table, y)
+    union = model.named_steps["features"]
+    assert isinstance(union, GatedSourceUnion)
+    kept = {name for name, g in union.gate_.items() if g["kept"]}
+    assert kept == {"clinical", "radiomics"}, union.gate_
+    assert not any(c.startswith("deep:") for c in required_features(model))
+    # a kept source is whole: its chain's output, exactly as the single-source arm selects it
+    radiomics = build_arm("radiomics", list(table.columns), _settings(fast, arms=["radiomics"]), seed=seed)
+    alone = radiomics.fit(table, y).named_steps["features"].get_feature_names_out()
+    assert set(alone) <= set(union.get_feature_names_out())
+
+
+def test_when_no_source_passes_the_most_convincing_one_enters(fast: Callable[..., Any]) -> None:
+    """Catches an arm left without features, or the least convincing source chosen (max instead of min p)."""
+    table, y = _blocks(seed=5, n=120, n_noise=30)
+    settings = _settings(fast, combined_sources=["radiomics", "deep:*"], combined_gate_alpha=1e-30)
+    source_gate._CACHE.clear()
+    model = build_arm("combined", list(table.columns), settings, seed=0).fit(table, y)
+    gate = model.named_steps["features"].gate_
+    assert [name for name, g in gate.items() if g["kept"]] == ["radiomics"], gate
+    assert gate["radiomics"]["p"] < gate["deep:noise"]["p"]
+
+
+def test_gate_sees_training_patients_only_and_loads_from_a_bundle(fast: Callable[..., Any], tmp_path: Any) -> None:
+    """Catches a gate fitted on every patient (a test-only perfect feature or flipped test labels would move it)."""
+    table, y = _blocks(seed=2, n=200, n_noise=60)
+    train, test = train_test_ids(make_split(y, seed=2))
+    settings = _settings(fast, arms=["clinical", "radiomics", "combined"])
+    source_gate._CACHE.clear()
+    base = fit_arms(table, y, train, settings, seed=2)
+    wild, y_wild = table.copy(), y.copy()
+    wild.loc[test, "deep:noise:f0000"] = y.loc[test] * 50.0  # a test-only "perfect" noise feature
+    y_wild.loc[test] = 1 - y_wild.loc[test]
+    source_gate._CACHE.clear()
+    other = fit_arms(wild, y_wild, train, settings, seed=2)
+    assert base.fusion["combined"]["gate"] == other.fusion["combined"]["gate"]
+    assert not base.fusion["combined"]["gate"]["deep:noise"]["kept"]
+    pd.testing.assert_frame_equal(base.oof_proba, other.oof_proba)
+    loaded = load_bundle(bundle_from_arms(base, "combined", table, tmp_path / "combined"))
+    assert loaded.meta["extra"]["fusion"] == base.fusion["combined"]
+    np.testing.assert_array_equal(loaded.model.predict_proba(table.loc[test])[:, 1], base.test_proba["combined"])
