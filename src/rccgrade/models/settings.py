@@ -48,7 +48,7 @@ class ModelSettings(BaseModel):
         combined_selection: ``budgets``: each source of ``combined`` keeps at most a budget of its selected
             features (mRMR order), the budgets chosen by inner CV on the training patients, so a noise source
             can get 0 (:mod:`rccgrade.models.fusion`); ``gated``: every selected feature of each source whose
-            inner-CV out-of-fold scores separate the classes (one-sided Mann–Whitney p < ``combined_gate_alpha``;
+            inner-CV fold AUCs exceed 0.5 (one-sided t-test, p < ``combined_gate_alpha``;
             :mod:`rccgrade.models.source_gate`); ``union``: every source's selected features.
         combined_gate_alpha: Significance level of the ``gated`` source gate.
         combined_budgets: Budgets a source may get (0 = leave the source out).
@@ -88,7 +88,7 @@ class ModelSettings(BaseModel):
     stacking_meta: Literal["nonnegative", "logistic"] = "nonnegative"
     stacking_c: float | None = Field(1.0, gt=0)
     combined_selection: Literal["budgets", "union", "gated"] = "budgets"
-    combined_gate_alpha: float = Field(0.05, gt=0, lt=1)
+    combined_gate_alpha: float = Field(0.01, gt=0, lt=1)
     combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
     combined_budget_cv: int = Field(5, ge=2)
     combined_min_gain: float = Field(0.005, ge=0, lt=0.5)

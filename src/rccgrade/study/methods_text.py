@@ -209,9 +209,9 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
     if "combined" in arms and mod.combined_selection == "gated":
         gate = (fusion or {}).get("combined", {}).get("gate") or {}
         text = (
-            "Combined arm: every selected feature of each source whose pooled out-of-fold scores in a "
+            "Combined arm: every selected feature of each source whose held-out AUCs in a "
             f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (L2 logistic regression "
-            "on the source's selected features) separated the grades (one-sided Mann–Whitney p < "
+            "on the source's selected features) exceeded 0.5 (one-sided one-sample t-test, p < "
             f"{mod.combined_gate_alpha:g}; the most convincing source when none did)"
         )
         if gate:
