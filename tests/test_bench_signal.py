@@ -154,3 +154,27 @@ def test_goals_pair_each_added_source_with_the_run_without_it() -> None:
     assert lines["rcc:combined beats plain by ≥ 0.04 (paired mean)"]["status"] == "pass"
     assert lines["paper:combined beats plain by ≥ 0.04 (paired mean)"]["status"] == "FAIL"
     assert lines["ext:stacked not below ext:kinetic by > 0.01 (the other sources added)"]["status"] == "not measured"
+
+
+def test_signal_factors_r2_against_hand_computation() -> None:
+    """Catches an in-sample R² (no folds), a sign error, or text columns silently dropped."""
+    from bench.signal_factors import cv_r2, numeric
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.standard_normal((120, 3)), columns=["a", "b", "c"])
+    target = pd.Series(2 * x["a"] - x["b"] + 0.5 * rng.standard_normal(120))
+    got = cv_r2(x, target)
+    pred = np.empty(120)
+    for tr, te in KFold(5, shuffle=True, random_state=0).split(x):
+        mu, sd = x.iloc[tr].mean(), x.iloc[tr].std(ddof=0)
+        ridge = RidgeCV(alphas=np.logspace(-1, 4, 12)).fit((x.iloc[tr] - mu) / sd, target.iloc[tr])
+        pred[te] = ridge.predict((x.iloc[te] - mu) / sd)
+    expected = 1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert 0.8 < got < 0.97  # noise variance 0.25 of 5.25: out of fold, below the in-sample fit
+    assert cv_r2(x, pd.Series(rng.standard_normal(120))) < 0.05
+    mixed = numeric(pd.DataFrame({"sex": ["F", "M", None, "M"], "v": [1.0, np.inf, 2.0, "3"]}))
+    assert mixed["sex"].tolist()[:2] == [1.0, 0.0] and np.isnan(mixed["sex"].iloc[2])
+    assert np.isnan(mixed["v"].iloc[1]) and mixed["v"].iloc[3] == 3.0

@@ -1,0 +1,146 @@
+"""Where the grade signal is lost: how well each feature source recovers each of the generator's true factors.
+
+For every cohort of ``bench/grade_signal.py`` (the extended feature tables) and every true factor ``z_*`` of
+``truth.csv`` (size, margin, heterogeneity, necrosis, enhancement, washout, peritumoural, systemic), the
+cross-validated R² of a ridge regression (median imputation, z-scoring, ``RidgeCV`` over 12 alphas; 5 shuffled
+folds, seed 0) from each feature group: the arterial tumour radiomics (the paper's features), every radiomics
+column (all phases and rings), the kinetic source, radiomics + kinetic, and the clinical columns. Beside it,
+the cross-validated AUC of a logistic regression on the true factors with and without ``z_systemic`` (the one
+factor no image carries): the ceiling of a perfect image feature extractor, and of a perfect fusion.
+
+This is a diagnostic of the features, not of a model of rccgrade: every number is out of fold, on all the
+cohort's patients. Writes ``bench/results/signal_factors.json`` and prints a markdown table.
+
+Usage::
+
+    .venv/bin/python bench/signal_factors.py --cache /work/bench_cache/s4 --tag extdemo
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from bench.grade_signal import COHORTS, ROOT, load_cohort, machine_info  # noqa: E402
+from sklearn.impute import SimpleImputer  # noqa: E402
+from sklearn.linear_model import LogisticRegression, RidgeCV  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+
+def numeric(x: pd.DataFrame) -> pd.DataFrame:
+    """Every column as float (``sex``: 1 for the first level in sorted order); ±inf as missing."""
+    out = {}
+    for c in x.columns:
+        col = pd.to_numeric(x[c], errors="coerce")
+        if col.isna().all() and x[c].notna().any():
+            levels = sorted(x[c].dropna().astype(str).unique())
+            col = (x[c].astype(str) == levels[0]).astype(float).where(x[c].notna())
+        out[c] = col.astype(float)
+    return pd.DataFrame(out, index=x.index).replace([np.inf, -np.inf], np.nan)
+
+
+def cv_r2(x: pd.DataFrame, target: pd.Series, seed: int = 0) -> float:
+    """Out-of-fold R² of a ridge regression (alphas chosen inside each training fold)."""
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
+    pred = cross_val_predict(model, x, target, cv=KFold(5, shuffle=True, random_state=seed))
+    return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
+
+
+def cv_auc(x: pd.DataFrame, y: pd.Series, seed: int = 0) -> float:
+    """Out-of-fold AUC of a plain logistic regression (z-scored)."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return float(roc_auc_score(y, cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]))
+
+
+def groups(table: pd.DataFrame) -> dict[str, list[str]]:
+    cols = list(table.columns)
+    return {
+        "arterial tumour": [c for c in cols if c.startswith("rad:arterial:")],
+        "all radiomics": [c for c in cols if c.startswith("rad:")],
+        "kinetic": [c for c in cols if c.startswith("kin:")],
+        "radiomics + kinetic": [c for c in cols if c.startswith(("rad:", "kin:"))],
+        "clinical": [c for c in cols if c.startswith("clin:")],
+    }
+
+
+def factors(table: pd.DataFrame) -> dict[str, Any]:
+    """R² per (factor, group) and the true-factor AUC ceilings of one cohort."""
+    y = table["label"].astype(int)
+    z = table[[c for c in table.columns if c.startswith("truth:z_")]]
+    g = groups(table)
+    r2 = {
+        zc.removeprefix("truth:"): {name: cv_r2(numeric(table[cols]), z[zc]) for name, cols in g.items() if cols}
+        for zc in z.columns
+    }
+    image = z.drop(columns=[c for c in z.columns if c.endswith("systemic")])
+    return {
+        "n_patients": len(table),
+        "n_columns": {name: len(cols) for name, cols in g.items()},
+        "r2": r2,
+        "auc_true_factors": cv_auc(z, y),
+        "auc_true_image_factors": cv_auc(image, y),
+        "auc_oracle": float(roc_auc_score(y, table["truth:p_high"])),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = []
+    for cohort, c in result["cohorts"].items():
+        names = list(next(iter(c["r2"].values())))
+        lines += [
+            f"### {cohort} ({c['n_patients']} patients): cross-validated R² of each true factor",
+            "",
+            "| factor | " + " | ".join(f"{n} ({c['n_columns'][n]})" for n in names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for factor, row in c["r2"].items():
+            lines.append(f"| {factor} | " + " | ".join(f"{row[n]:.2f}" for n in names) + " |")
+        lines += [
+            "",
+            f"Out-of-fold AUC of a logistic regression on the true factors: {c['auc_true_factors']:.3f}; on the "
+            f"image factors only (no `z_systemic`): {c['auc_true_image_factors']:.3f}; oracle `p_high`: "
+            f"{c['auc_oracle']:.3f}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/s4"))
+    parser.add_argument("--tag", default="extdemo")
+    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_factors.json")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"benchmark": "signal_factors", "tag": args.tag, "cohorts": {}}
+    for cohort in args.cohorts.split(","):
+        table = load_cohort(args.cache, cohort, args.tag)
+        if table is None:
+            print(f"{cohort}: no feature tables, left out", flush=True)
+            continue
+        result["cohorts"][cohort] = factors(table)
+    result["seconds"] = time.perf_counter() - t0
+    result["machine"] = machine_info()
+    args.out.write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
