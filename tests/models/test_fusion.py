@@ -36,6 +36,7 @@ def _settings(fast: Callable[..., Any], **kw: Any) -> ModelSettings:
     base: dict[str, Any] = {
         "arms": ["combined"],
         "combined_sources": ["clinical", "radiomics", "deep:*"],
+        "combined_selection": "budgets",
         "selection": {"steps": ["near_constant", "univariate", "correlation"], "univariate_min_features": 4},
     }
     return fast(**{**base, **kw})
@@ -143,13 +144,15 @@ def test_budget_scorer_setting_picks_the_arms_classifier(fast: Callable[..., Any
     cols = ["clin:age", "rad:arterial:f000", "deep:box:f0000"]
 
     def union(**kw: Any) -> Any:
-        return build_arm("combined", cols, fast(arms=["combined"], **kw), seed=3).steps[0][1]
+        return build_arm("combined", cols, fast(arms=["combined"], combined_selection="budgets", **kw), seed=3).steps[
+            0
+        ][1]
 
     assert union(classifier="random_forest").scorer is None  # default: the logistic proxy
     tree = union(classifier="random_forest", combined_budget_scorer="arm").scorer
     assert isinstance(tree, RandomForestClassifier) and tree.random_state == 3
     assert union(classifier="logistic", combined_budget_scorer="arm").scorer is None  # the proxy is the arm's own
-    auto = fast(arms=["combined"], classifier="auto", combined_budget_scorer="arm")
+    auto = fast(arms=["combined"], classifier="auto", combined_selection="budgets", combined_budget_scorer="arm")
     assert fusion.budgeted_union([], auto, 3, "auto").scorer is None  # auto: choose on the proxy's budgets
     with pytest.raises(ValidationError):
         ModelSettings(combined_budget_scorer="forest")

@@ -31,6 +31,7 @@ def test_fusion_and_auto_are_described_only_when_used() -> None:
     configured = _fusion_text(
         {
             "arms": ["radiomics", "combined", "stacked"],
+            "combined_selection": "budgets",
             "stacking_c": 0.5,
             "combined_budgets": [0, 3, 7],
             "combined_budget_cv": 4,
@@ -42,7 +43,15 @@ def test_fusion_and_auto_are_described_only_when_used() -> None:
     assert "budgets (0, 3, 7; 0 leaves a source out)" in configured and "4-fold inner" in configured
     assert "minimum gain 0.01 AUC" in configured
     assert "scored by an L2 logistic regression" in configured
-    tree = _fusion_text({"arms": ["combined"], "classifier": "random_forest", "combined_budget_scorer": "arm"}, None)
+    tree = _fusion_text(
+        {
+            "arms": ["combined"],
+            "classifier": "random_forest",
+            "combined_selection": "budgets",
+            "combined_budget_scorer": "arm",
+        },
+        None,
+    )
     assert "scored by the arm's own classifier" in tree
     logistic = _fusion_text({"arms": ["radiomics", "clinical", "stacked"], "stacking_meta": "logistic"}, None)
     assert "unconstrained" in logistic and "non-negative" not in logistic
@@ -67,7 +76,12 @@ def test_fusion_text_states_what_the_run_learnt() -> None:
         },
     }
     text = _fusion_text(
-        {"arms": ["clinical", "radiomics", "combined", "stacked"], "arm_classifiers": {"radiomics": "auto"}}, fusion
+        {
+            "arms": ["clinical", "radiomics", "combined", "stacked"],
+            "arm_classifiers": {"radiomics": "auto"},
+            "combined_selection": "budgets",
+        },
+        fusion,
     )
     assert "learnt weights clinical 0.41, radiomics 0.87, deep:box 0.00" in text
     assert "chosen budgets clinical 2, radiomics 8, deep:box 0 (inner-CV AUC 0.812)" in text
