@@ -15,7 +15,11 @@ from .conftest import _signal_table, fast_settings
 
 def _fit(arm: str, classifier: str, n: int = 160):
     table, y = _signal_table(seed=1, n=n, n_rad=12, n_deep=8)
-    settings = fast_settings(classifier=classifier, selection={"steps": ["near_constant", "univariate"]})
+    settings = fast_settings(
+        classifier=classifier,
+        selection={"steps": ["near_constant", "univariate"]},
+        combined_selection="union",  # every source in combined, so each source's contributions are checked
+    )
     model = build_arm(arm, list(table.columns), settings, seed=0).fit(table, y)
     return table, y, model
 

@@ -35,7 +35,10 @@ def test_report_block_lists_every_arm_shares_by_source_and_refuses_svm(tmp_path:
     table, y = _kinetic_table()
     cols = list(table.columns)
     combined = build_arm(
-        "combined", cols, fast_settings(combined_sources=["clinical", "radiomics", "kinetic"]), seed=0
+        "combined",
+        cols,
+        fast_settings(combined_sources=["clinical", "radiomics", "kinetic"], combined_selection="union"),
+        seed=0,
     ).fit(table, y)
     svm = build_arm("radiomics", cols, fast_settings(classifier="svm"), seed=0).fit(table, y)
     test = table.iloc[:40]

@@ -536,7 +536,7 @@ def test_report_methods_state_the_fusion_the_run_learnt(first_run: tuple[Any, di
     assert "learnt weights " + ", ".join(f"{a} {w:.2f}" for a, w in weights.items()) in text
     combined = json.loads((models_dir / "bundles" / "combined" / "bundle.json").read_text())["extra"]["fusion"]
     gate = combined["gate"]  # the default combined_selection: gated
-    assert "held-out AUCs in a" in text and "budget" not in text
+    assert "held-out AUCs in a" in text and "chosen budgets" not in text
     for source, g in gate.items():
         assert f"{source} {'kept' if g['kept'] else 'left out'}" in text
     assert "classifier: auto" not in text  # not used by this run
