@@ -164,7 +164,14 @@ def main() -> None:
     rois = [r for r in args.rois.split(",") if r] or None
     patients = tuple(int(v) for v in args.patients.split(":")) if args.patients else None
     cost = build_tables(
-        args.cohort_dir, args.config, args.out, args.workers, args.stability, rois, not args.no_registration, patients,
+        args.cohort_dir,
+        args.config,
+        args.out,
+        args.workers,
+        args.stability,
+        rois,
+        not args.no_registration,
+        patients,
         args.params,
     )
     print(json.dumps(cost, indent=2))
