@@ -21,6 +21,9 @@ method), every method is fitted on the training patients only and scored by its 
 * ``rccg:<arm>``, ``extg:<arm>``, ``extgnoise:<arm>``: ``rcc``, ``ext`` and ``extnoise`` with the gated
   ``combined`` (``models.combined_selection: gated``, :mod:`rccgrade.models.source_gate`) instead of the
   budgets (no ``stacked``: it does not depend on the combined arm);
+* ``rccdense:<arm>``: the same on the paper's features;
+* ``extdense:<arm>``: ``extg`` without feature selection (near-constant filter only) and the logistic grid
+  ``DENSE_CS``: every arm is an L2 (ridge) logistic regression on all its source's features;
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
   perfect feature extractor.
@@ -64,6 +67,9 @@ from bench.signal_report import goals, summarise, write_markdown  # noqa: E402
 COHORTS = ("c1_seed1", "c2_seed2", "c3_seed3_mix")
 ARMS = ["clinical", "radiomics", "combined", "stacked"]
 EXT_ARMS = ["clinical", "radiomics", "kinetic", "combined", "stacked"]
+DENSE_CS = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 1.0]
+"""``extdense``'s logistic grid: an L2 logistic regression on every feature needs stronger penalties than the
+default grid (0.01 … 10), which is made for a few selected features."""
 NOISE_WIDTH = 2048
 
 
@@ -321,11 +327,21 @@ def main() -> None:
                 rccg = _model_settings(args.extended_config, ["clinical", "radiomics", "combined"], [], nested)
                 rccg = rccg.model_copy(update={**gated, "combined_sources": ["clinical", "radiomics"]})
                 arm_runs.append(("rccg", rccg, None, table))
+            if "rccdense" in methods:  # the paper's features, no selection, ridge (see extdense)
+                rccd = _model_settings(args.extended_config, ARMS, ["clinical", "radiomics"], nested)
+                rccd = rccd.model_copy(
+                    update={
+                        **gated,
+                        "selection": rccd.selection.model_copy(update={"steps": ["near_constant"]}),
+                        "param_grids": {"logistic": {"C": DENSE_CS}},
+                    }
+                )
+                arm_runs.append(("rccdense", rccd, None, table))
             if "rcc" in methods:
                 rcc = _model_settings(args.extended_config, ARMS, ["clinical", "radiomics"], nested)
                 rcc = rcc.model_copy(update=budgets)
                 arm_runs.append(("rcc", rcc, None, table))
-            if {"ext", "extnoise", "extg", "extgnoise"} & methods and ext_table is not None:
+            if {"ext", "extnoise", "extg", "extgnoise", "extdense"} & methods and ext_table is not None:
                 missing = sorted(set(table.index) - set(ext_table.index))
                 if missing:
                     print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
@@ -338,6 +354,15 @@ def main() -> None:
                     if "extnoise" in methods:
                         singles = ["clinical", "radiomics", "kinetic"]
                         arm_runs.append(("extnoise", with_noise(ext, singles), noise, ext_rows))
+                    if "extdense" in methods:  # ext without selection (near-constant filter only): a ridge
+                        dense = ext.model_copy(
+                            update={
+                                **gated,
+                                "selection": ext.selection.model_copy(update={"steps": ["near_constant"]}),
+                                "param_grids": {"logistic": {"C": DENSE_CS}},
+                            }
+                        )
+                        arm_runs.append(("extdense", dense, None, ext_rows))
                     if "extg" in methods:
                         extg = ext.model_copy(
                             update={**gated, "arms": ["clinical", "radiomics", "kinetic", "combined"]}

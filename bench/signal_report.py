@@ -76,7 +76,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     lines = []
     for cohort, c in result.get("cohorts", {}).items():
         rec = c["records"]
-        for tag in ("ext", "extg", "rcc", "rccg", "paper"):
+        for tag in ("ext", "extg", "extdense", "rcc", "rccg", "rccdense", "paper"):
             d = paired(rec, f"{tag}:combined", "plain")
             lines.append(
                 _goal(
@@ -96,7 +96,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
             singles = ("clinical", "radiomics", "kinetic") if tag.startswith("ext") else ("clinical", "radiomics")
-            for fusion in ("combined",) if tag.endswith("g") else ("combined", "stacked"):
+            for fusion in ("combined",) if tag in ("extg", "rccg") else ("combined", "stacked"):
                 for single in singles:
                     d = paired(rec, f"{tag}:{fusion}", f"{tag}:{single}")
                     lines.append(
@@ -115,6 +115,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             ]
             if fusion == "combined":
                 pairs += [
+                    ("extdense", "rccdense", "the extended sources (phases, rings, kinetic) cost dense"),
                     ("extg", "rccg", "the extended sources (phases, rings, kinetic) cost gated"),
                     ("extgnoise", "extg", "a pure-noise source costs extg's"),
                 ]
@@ -129,6 +130,51 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                     )
                 )
     return lines
+
+
+POOLED = (
+    ("extdense:combined", "plain"),
+    ("extdense:combined", "oracle"),
+    ("extdense:combined", "extg:combined"),
+    ("extdense:stacked", "plain"),
+    ("extdense:radiomics", "ext:radiomics"),
+    ("rccdense:combined", "plain"),
+    ("extdense:combined", "rccdense:combined"),
+    ("extg:combined", "plain"),
+    ("extg:combined", "oracle"),
+    ("extg:combined", "ext:combined"),
+    ("extg:combined", "ext:stacked"),
+    ("extg:combined", "extg:radiomics"),
+    ("extg:combined", "rccg:combined"),
+    ("extgnoise:combined", "extg:combined"),
+    ("ext:radiomics", "paper:radiomics"),
+    ("ext:stacked", "plain"),
+    ("paper:combined", "plain"),
+    ("paper:radiomics", "plain"),
+    ("noise:combined", "paper:combined"),
+    ("extnoise:stacked", "ext:stacked"),
+)
+"""The comparisons pooled over every cohort (``pooled``)."""
+
+
+def pooled(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = POOLED) -> list[dict[str, Any]]:
+    """Paired differences ``a − b`` over every cohort's splits together (each split of each cohort counts once):
+    mean, SD, splits lost and the number of splits; a pair missing from every cohort is left out."""
+    rows = []
+    for a, b in pairs:
+        diffs: list[float] = []
+        for c in result.get("cohorts", {}).values():
+            df = pd.DataFrame(c["records"])
+            if df.empty:
+                continue
+            wide = df.pivot_table(index="split", columns="method", values="auc", aggfunc="first")
+            if a in wide and b in wide:
+                diffs += list((wide[a] - wide[b]).dropna())
+        if diffs:
+            d = np.asarray(diffs)
+            sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+            rows.append({"a": a, "b": b, "mean": float(d.mean()), "sd": sd, "lost": int((d < 0).sum()), "n": len(d)})
+    return rows
 
 
 def _pm(d: dict[str, Any] | None) -> str:
@@ -152,7 +198,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
     for cohort, c in result.get("cohorts", {}).items():
         lines += [
             f"## {cohort}: {c['n_patients']} patients, prevalence {c['prevalence']:.2f}, "
-            f"{c['n_radiomics_features']} radiomics features, centres {c['centres']}",
+            f"{c['n_radiomics_features']} paper radiomics features"
+            + (f", {c['n_extended_features']} extended" if c.get("n_extended_features") else "")
+            + f", centres {c['centres']}",
             "",
             "| method | test AUC | vs plain | vs plain+clin | vs oracle | vs truth-LR | s/split |",
             "|---|---|---|---|---|---|---|",
@@ -164,6 +212,16 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
                 f"{r['seconds_per_split']:.1f} |"
             )
         lines.append("")
+    rows = pooled(result)
+    if rows and len(result.get("cohorts", {})) > 1:
+        lines += [
+            "## All cohorts: paired differences pooled over every cohort's splits",
+            "",
+            "| comparison | mean ± SD | splits lost |",
+            "|---|---|---|",
+            *[f"| {r['a']} − {r['b']} | {r['mean']:+.3f} ± {r['sd']:.3f} | {r['lost']}/{r['n']} |" for r in rows],
+            "",
+        ]
     lines += ["## Goals", "", "| goal | status | detail |", "|---|---|---|"]
     for g in result.get("goals", []):
         lines.append(f"| {g['goal']} | {g['status']} | {g['detail']} |")

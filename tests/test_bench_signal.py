@@ -178,3 +178,18 @@ def test_signal_factors_r2_against_hand_computation() -> None:
     mixed = numeric(pd.DataFrame({"sex": ["F", "M", None, "M"], "v": [1.0, np.inf, 2.0, "3"]}))
     assert mixed["sex"].tolist()[:2] == [1.0, 0.0] and np.isnan(mixed["sex"].iloc[2])
     assert np.isnan(mixed["v"].iloc[1]) and mixed["v"].iloc[3] == 3.0
+
+
+def test_pooled_differences_concatenate_every_cohorts_splits() -> None:
+    """Catches a mean of per-cohort means (unequal split counts) or unpaired differences."""
+    from bench.signal_report import pooled
+
+    def recs(a: list[float], b: list[float]) -> list[dict[str, object]]:
+        out = [{"split": k, "method": "m", "auc": v, "seconds": 0.0} for k, v in enumerate(a)]
+        return out + [{"split": k, "method": "plain", "auc": v, "seconds": 0.0} for k, v in enumerate(b)]
+
+    result = {"cohorts": {"c1": {"records": recs([0.8, 0.7], [0.7, 0.75])}, "c2": {"records": recs([0.6], [0.5])}}}
+    (row,) = pooled(result, (("m", "plain"), ("absent", "plain")))
+    d = np.array([0.1, -0.05, 0.1])
+    assert row["mean"] == pytest.approx(d.mean()) and row["sd"] == pytest.approx(d.std(ddof=1))
+    assert row["lost"] == 1 and row["n"] == 3
