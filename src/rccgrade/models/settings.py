@@ -45,11 +45,12 @@ class ModelSettings(BaseModel):
         stacking_meta: Meta-model of ``stacked``: ``nonnegative`` (logistic regression with weights ≥ 0, so a
             noise source gets weight 0; :mod:`rccgrade.models.stacking`) or ``logistic`` (unconstrained).
         stacking_c: Inverse ridge strength of the meta-model (scikit-learn's ``C``); None: no penalty.
-        combined_selection: How ``combined`` fuses its sources. ``gated`` (the default): every selected feature
-            of each source whose inner-CV fold AUCs exceed 0.5 (one-sided t-test, p < ``combined_gate_alpha``;
-            :mod:`rccgrade.models.source_gate`); ``budgets``: each source keeps at most a budget of its selected
-            features (mRMR order), the budgets chosen by inner CV on the training patients
-            (:mod:`rccgrade.models.fusion`); ``union``: every source's selected features (the reference study).
+        combined_selection: How ``combined`` fuses its sources. ``budgets`` (the default): each source keeps at
+            most a budget of its selected features (mRMR order), the budgets chosen by inner CV on the training
+            patients (:mod:`rccgrade.models.fusion`); ``gated`` (``configs/extended.yaml``): every selected
+            feature of each source whose inner-CV fold AUCs exceed 0.5 (one-sided t-test, p <
+            ``combined_gate_alpha``; :mod:`rccgrade.models.source_gate`); ``union``: every source's selected
+            features (the reference study). docs/fusion.md gives the measurements behind each.
         combined_gate_alpha: Significance level of the ``gated`` source gate.
         combined_budgets: Budgets a source may get (0 = leave the source out).
         combined_budget_cv: Folds of the inner CV that chooses the budgets (or gates the sources).
@@ -87,7 +88,7 @@ class ModelSettings(BaseModel):
     ]
     stacking_meta: Literal["nonnegative", "logistic"] = "nonnegative"
     stacking_c: float | None = Field(1.0, gt=0)
-    combined_selection: Literal["gated", "budgets", "union"] = "gated"
+    combined_selection: Literal["budgets", "gated", "union"] = "budgets"
     combined_gate_alpha: float = Field(0.01, gt=0, lt=1)
     combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
     combined_budget_cv: int = Field(5, ge=2)
