@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from rccgrade.errors import ConfigError
 from rccgrade.parallel import ParallelSettings
@@ -42,6 +42,18 @@ BATCH_KINDS = ("slurm", "pbs", "sge")
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d(:[0-5]\d)?$")
 _BATCH_ONLY = ("queue", "account", "walltime", "job_extra_directives", "job_script_prologue", "python")
 _STARTED_ONLY = ("cores", "memory", "processes", "local_directory", "log_directory", "interface")
+
+
+def unused_fields(kind: str) -> tuple[str, ...]:
+    """The ``cluster:`` fields that ``kind`` does not use: setting one is an error, dumping leaves them out."""
+    unused: list[str] = [] if kind in BATCH_KINDS else list(_BATCH_ONLY)
+    if kind in ("local", "scheduler"):
+        unused += [*_STARTED_ONLY, "jobs", "image", "namespace"]
+    if kind in BATCH_KINDS:
+        unused += ["image", "namespace"]
+    if kind == "kubernetes":  # pods log to Kubernetes and use the pod network
+        unused += ["log_directory", "interface"]
+    return tuple(dict.fromkeys(unused))
 
 
 class ClusterSettings(BaseModel):
@@ -124,13 +136,7 @@ class ClusterSettings(BaseModel):
             raise ValueError("kind 'scheduler' needs 'address' (e.g. tcp://10.0.0.5:8786)")
         if kind != "scheduler" and self.address:
             raise ValueError(f"'address' is only used with kind 'scheduler' (kind is {kind!r})")
-        unused = [f for f in _BATCH_ONLY if f in given] if kind not in BATCH_KINDS else []
-        if kind in ("local", "scheduler"):
-            unused += [f for f in (*_STARTED_ONLY, "jobs", "image", "namespace") if f in given]
-        if kind in BATCH_KINDS:
-            unused += [f for f in ("image", "namespace") if f in given]
-        if kind == "kubernetes":  # pods log to Kubernetes and use the pod network
-            unused += [f for f in ("log_directory", "interface") if f in given]
+        unused = [f for f in unused_fields(kind) if f in given]
         if unused:
             raise ValueError(f"{', '.join(sorted(set(unused)))} not used with kind {kind!r}; remove them")
         if kind == "kubernetes" and not self.image:
@@ -138,6 +144,14 @@ class ClusterSettings(BaseModel):
         if self.cores % self.processes:
             raise ValueError(f"cores ({self.cores}) must be a multiple of processes ({self.processes})")
         return self
+
+    @model_serializer(mode="wrap")
+    def _used_only(self, handler: Any) -> dict[str, Any]:
+        """Dump only the fields the kind uses, so a dumped section (a run's ``config.yaml``) loads again."""
+        data = handler(self)
+        for name in (*unused_fields(self.kind), *(() if self.kind == "scheduler" else ("address",))):
+            data.pop(name, None)
+        return data
 
 
 def build_cluster(settings: ClusterSettings) -> Any:

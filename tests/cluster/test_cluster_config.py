@@ -278,3 +278,29 @@ def test_scheduler_kind_and_command_line_address_become_the_dask_backend() -> No
         with open_cluster(section, parallel, scheduler="tcp://b:2", factory=Recorder("unused")) as cases:
             assert cases.parallel().scheduler == "tcp://b:2"  # --scheduler wins over the file
             assert not cases.started
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {},
+        {"kind": "scheduler", "address": "tcp://10.0.0.5:8786"},
+        SLURM,
+        {"kind": "pbs", "queue": "workq"},
+        {"kind": "kubernetes", "image": "ghcr.io/x/rccgrade:1", "jobs": 2, "namespace": "radiology"},
+    ],
+)
+def test_a_dumped_configuration_loads_again_unchanged(section: dict[str, Any], tmp_path: Path) -> None:
+    """A run's ``config.yaml`` is the resolved configuration; re-running from it must work. The defaults of
+    fields a kind does not use are left out of the dump, since setting them is refused."""
+    from rccgrade.config import dump_config
+
+    cfg = config_from_dict({"name": "s", "runs_dir": str(tmp_path / "runs"), "cluster": section})
+    path = dump_config(cfg, tmp_path / "config.yaml")
+    again = load_config(path)
+    assert again == cfg
+    assert again.cluster.model_fields_set <= set(ClusterSettings.model_fields)
+    dumped = again.cluster.model_dump(mode="json")
+    assert ClusterSettings(**dumped) == cfg.cluster
+    if cfg.cluster.kind == "local":
+        assert set(dumped) == {"kind", "start_timeout_s"}

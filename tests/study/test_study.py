@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rccgrade.config import config_from_dict
+from rccgrade.config import config_from_dict, load_config
 from rccgrade.errors import ConfigError
 from rccgrade.study import StudyObserver, metrics_equal, read_stage_log, run_study
 
@@ -96,6 +96,9 @@ def test_run_folder_holds_every_output(first_run: tuple[Any, dict[str, Any], Rec
     assert ("ran", "models") in rec.events and ("start", "cohort") in rec.events
     # the resolved config round-trips
     assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 3
+    # ... and loads again as it was written (a dumped section must not be refused by its own validation)
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert load_config(run / "config.yaml").model_dump(mode="json") == resolved
     # predictions: patient, split, label and one probability column per arm
     pred = pd.read_csv(run / "predictions.csv", dtype={"patient_id": str})
     assert list(pred.columns[:3]) == ["patient_id", "split", "y"]
