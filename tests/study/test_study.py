@@ -436,7 +436,10 @@ def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
     frame = pd.read_csv(manifest, dtype=str)
     renamed, dropped = manifest.with_name("renamed.csv"), manifest.with_name("dropped.csv")
     frame.rename(columns={"haemoglobin": "hemoglobin"}).to_csv(renamed, index=False)
-    frame.drop(columns=["haemoglobin"]).to_csv(dropped, index=False)
+    extreme = frame.iloc[2]["patient_id"]  # an implausibly high platelet count (no unit range): out of distribution
+    frame.drop(columns=["haemoglobin"]).assign(
+        platelets=lambda f: f["platelets"].where(f["patient_id"] != extreme, "1e7")
+    ).to_csv(dropped, index=False)
     folder = first_run[0].run_dir / "bundles" / "clinical"
     bundle = load_bundle(folder)
     assert "clin:haemoglobin" in bundle.feature_names
@@ -459,10 +462,17 @@ def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
     assert any("haemoglobin" in w and "IMPUTED" in w for w in imputed.warnings)
     table_nan = table.copy()
     table_nan["clin:haemoglobin"] = np.nan
+    table_nan.loc[extreme, "clin:platelets"] = 1e7
     expected_imp = pd.Series(bundle.model.predict_proba(table_nan)[:, 1], index=table.index)
     got = pd.read_csv(imputed.out_dir / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
     assert got["clinical"].to_numpy() == pytest.approx(expected_imp.reindex(got.index).to_numpy(), abs=1e-9)
-    assert not np.allclose(expected_imp.to_numpy(), expected.to_numpy())  # the imputation changed something
+    mine = got.index != extreme
+    assert not np.allclose(expected_imp.reindex(got.index)[mine], expected.reindex(got.index)[mine])  # imputation acts
+    # the out-of-distribution patient keeps its probability, flagged; its reason keeps predict's imputation note
+    row = got.loc[extreme]
+    assert row["clinical.status"] == "out_of_distribution"
+    assert "range" in row["clinical.reason"] and "imputed" in row["clinical.reason"]
+    assert " | " in row["clinical.reason"]
     text = imputed.report.read_text()
     assert 'class="banner"' in text and "IMPUTED" in text.split('class="banner"', 1)[1][:2000]
 
