@@ -437,8 +437,10 @@ def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
     renamed, dropped = manifest.with_name("renamed.csv"), manifest.with_name("dropped.csv")
     frame.rename(columns={"haemoglobin": "hemoglobin"}).to_csv(renamed, index=False)
     extreme = frame.iloc[2]["patient_id"]  # an implausibly high platelet count (no unit range): out of distribution
+    gap = frame.iloc[3]["patient_id"]  # and one patient without a CRP value: imputed for that patient only
     frame.drop(columns=["haemoglobin"]).assign(
-        platelets=lambda f: f["platelets"].where(f["patient_id"] != extreme, "1e7")
+        platelets=lambda f: f["platelets"].where(f["patient_id"] != extreme, "1e7"),
+        crp=lambda f: f["crp"].where(f["patient_id"] != gap, ""),
     ).to_csv(dropped, index=False)
     folder = first_run[0].run_dir / "bundles" / "clinical"
     bundle = load_bundle(folder)
@@ -460,9 +462,13 @@ def test_evaluate_maps_columns_refuses_or_imputes_absent_variables(
 
     imputed = evaluate_external(folder, dropped, tmp_path / "imputed", missing_variables="impute")
     assert any("haemoglobin" in w and "IMPUTED" in w for w in imputed.warnings)
+    assert "clin:crp" in bundle.feature_names
+    per_patient = [w for w in imputed.warnings if "missing feature values imputed" in w]
+    assert len(per_patient) == 1 and gap in per_patient[0]  # the cohort-wide haemoglobin is not counted again
     table_nan = table.copy()
     table_nan["clin:haemoglobin"] = np.nan
     table_nan.loc[extreme, "clin:platelets"] = 1e7
+    table_nan.loc[gap, "clin:crp"] = np.nan
     expected_imp = pd.Series(bundle.model.predict_proba(table_nan)[:, 1], index=table.index)
     got = pd.read_csv(imputed.out_dir / "predictions.csv", dtype={"patient_id": str}).set_index("patient_id")
     assert got["clinical"].to_numpy() == pytest.approx(expected_imp.reindex(got.index).to_numpy(), abs=1e-9)

@@ -297,6 +297,16 @@ def _evaluate(
         preds[f"{b.arm}.reason"] = res["reason"]
         thresholds[b.arm] = b.threshold
         applicable.append(b.arm)
+        # per-patient imputation (e.g. a ring thinner than the voxels), beyond the cohort-wide imputed variables
+        own = [c for c in b.feature_names if c not in {f"clin:{v}" for v in imputed}]
+        gaps = usable.reindex(columns=own).isna().any(axis=1)
+        filled = [p for p in gaps.index[gaps] if p in res.index and res.at[p, "status"] != STATUS_FAILED]
+        if filled:
+            ctx.warn(
+                f"{b.arm}: {len(filled)} patient(s) predicted with missing feature values imputed by the model's "
+                f"training medians/modes ({', '.join(map(str, filled[:5]))}{' …' if len(filled) > 5 else ''}); "
+                "predictions.csv names the imputed feature groups per patient"
+            )
         if flagged:
             ctx.warn(
                 f"{b.arm}: {len(flagged)} patient(s) lie far outside the training distribution of the model's features "
