@@ -81,3 +81,28 @@ def signal_fit() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, ArmsResult]:
 def fast() -> Callable[..., ModelSettings]:
     """Factory of cheap ModelSettings (see :data:`FAST`)."""
     return fast_settings
+
+
+def source_blocks(seed: int = 0, n: int = 240, n_noise: int = 200) -> tuple[pd.DataFrame, pd.Series]:
+    """Clinical (age) and radiomics (two features) carry the signal; ``deep:noise`` is pure noise."""
+    rng = np.random.default_rng(seed)
+    ids = pd.Index([f"p{i:03d}" for i in range(n)], name="patient_id")
+    a, b, c = rng.normal(size=(3, n))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-0.4 + 1.2 * a + 1.2 * b + 0.9 * c)))).astype(int)
+    cols: dict[str, Any] = {"clin:age": 60 + 10 * a, "clin:bmi": 25 + 3 * rng.normal(size=n)}
+    rad = rng.normal(size=(n, 20))
+    rad[:, 0], rad[:, 1] = b, c
+    cols.update({f"rad:arterial:f{j:03d}": rad[:, j] for j in range(20)})
+    cols.update({f"deep:noise:f{j:04d}": rng.normal(size=n) for j in range(n_noise)})
+    return pd.DataFrame(cols, index=ids), pd.Series(y, index=ids, name="high_grade")
+
+
+def fusion_settings(fast: Callable[..., Any], **kw: Any) -> ModelSettings:
+    """FAST settings of a ``combined`` arm over clinical, radiomics and ``deep:*`` (a cheap univariate +
+    correlation chain per source), ``kw`` (e.g. ``combined_selection``) applied on top."""
+    base: dict[str, Any] = {
+        "arms": ["combined"],
+        "combined_sources": ["clinical", "radiomics", "deep:*"],
+        "selection": {"steps": ["near_constant", "univariate", "correlation"], "univariate_min_features": 4},
+    }
+    return fast(**{**base, **kw})

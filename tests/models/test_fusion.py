@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from rccgrade.features.fit_cache import clear_fitted_states
 from rccgrade.models import fusion
 from rccgrade.models.arms import build_arm, fit_arms
 from rccgrade.models.bundle import bundle_from_arms, load_bundle, required_features
@@ -17,36 +18,18 @@ from rccgrade.models.fusion import BudgetedSourceUnion
 from rccgrade.models.settings import ModelSettings
 from rccgrade.models.split import make_split, train_test_ids
 
-
-def _blocks(seed: int = 0, n: int = 240, n_noise: int = 200) -> tuple[pd.DataFrame, pd.Series]:
-    """Clinical (age) and radiomics (two features) carry the signal; ``deep:noise`` is pure noise."""
-    rng = np.random.default_rng(seed)
-    ids = pd.Index([f"p{i:03d}" for i in range(n)], name="patient_id")
-    a, b, c = rng.normal(size=(3, n))
-    y = (rng.random(n) < 1 / (1 + np.exp(-(-0.4 + 1.2 * a + 1.2 * b + 0.9 * c)))).astype(int)
-    cols: dict[str, Any] = {"clin:age": 60 + 10 * a, "clin:bmi": 25 + 3 * rng.normal(size=n)}
-    rad = rng.normal(size=(n, 20))
-    rad[:, 0], rad[:, 1] = b, c
-    cols.update({f"rad:arterial:f{j:03d}": rad[:, j] for j in range(20)})
-    cols.update({f"deep:noise:f{j:04d}": rng.normal(size=n) for j in range(n_noise)})
-    return pd.DataFrame(cols, index=ids), pd.Series(y, index=ids, name="high_grade")
+from .conftest import fusion_settings, source_blocks
 
 
 def _settings(fast: Callable[..., Any], **kw: Any) -> ModelSettings:
-    base: dict[str, Any] = {
-        "arms": ["combined"],
-        "combined_sources": ["clinical", "radiomics", "deep:*"],
-        "combined_selection": "budgets",
-        "selection": {"steps": ["near_constant", "univariate", "correlation"], "univariate_min_features": 4},
-    }
-    return fast(**{**base, **kw})
+    return fusion_settings(fast, **{"combined_selection": "budgets", **kw})
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_noise_block_gets_budget_zero(seed: int, fast: Callable[..., Any]) -> None:
-    table, y = _blocks(seed)
+    table, y = source_blocks(seed)
     settings = _settings(fast)
-    fusion._CACHE.clear()
+    clear_fitted_states()
     model = build_arm("combined", list(table.columns), settings, seed=seed).fit(table, y)
     union = model.named_steps["features"]
     assert isinstance(union, BudgetedSourceUnion)
@@ -59,26 +42,26 @@ def test_noise_block_gets_budget_zero(seed: int, fast: Callable[..., Any]) -> No
 
 
 def test_budgets_use_training_patients_only_and_are_deterministic(fast: Callable[..., Any], tmp_path: Any) -> None:
-    table, y = _blocks(seed=2, n=200, n_noise=60)
+    table, y = source_blocks(seed=2, n=200, n_noise=60)
     train, test = train_test_ids(make_split(y, seed=2))
     settings = _settings(fast, arms=["clinical", "radiomics", "combined", "stacked"])
-    fusion._CACHE.clear()
+    clear_fitted_states()
     base = fit_arms(table, y, train, settings, seed=2)
     wild, y_wild = table.copy(), y.copy()
     wild.loc[test, "rad:arterial:f002"] = y.loc[test] * 50.0  # a test-only "perfect" feature
     y_wild.loc[test] = 1 - y_wild.loc[test]
-    fusion._CACHE.clear()
+    clear_fitted_states()
     other = fit_arms(wild, y_wild, train, settings, seed=2)
     assert base.fusion["combined"]["budgets"] == other.fusion["combined"]["budgets"]
     pd.testing.assert_frame_equal(base.oof_proba, other.oof_proba)
     pd.testing.assert_frame_equal(base.selected["combined"], other.selected["combined"])
     # determinism: the same seed gives the same numbers (cache cleared, so this is a real refit)
-    fusion._CACHE.clear()
+    clear_fitted_states()
     again = fit_arms(table, y, train, settings, seed=2)
     assert again.fusion == base.fusion
     np.testing.assert_array_equal(again.test_proba.to_numpy(), base.test_proba.to_numpy())
     # the budgets are a property of the training data: refitting the union on them alone gives the same
-    fusion._CACHE.clear()
+    clear_fitted_states()
     alone = build_arm("combined", list(table.columns), settings, seed=2).fit(table.loc[train], y.loc[train])
     assert alone.named_steps["features"].budgets_ == base.fusion["combined"]["budgets"]
     # recorded in the bundle (extra.fusion), and the budgeted union and the meta-model load as trusted types
@@ -90,7 +73,7 @@ def test_budgets_use_training_patients_only_and_are_deterministic(fast: Callable
 
 
 def test_plain_union_is_still_available(fast: Callable[..., Any]) -> None:
-    table, _y = _blocks(seed=3, n=120, n_noise=10)
+    table, _y = source_blocks(seed=3, n=120, n_noise=10)
     model = build_arm("combined", list(table.columns), _settings(fast, combined_selection="union"), seed=0)
     assert type(model.named_steps["features"]).__name__ == "SourceUnion"
 

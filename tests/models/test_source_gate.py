@@ -16,40 +16,22 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from rccgrade.models import source_gate
+from rccgrade.features.fit_cache import clear_fitted_states
 from rccgrade.models.arms import build_arm, fit_arms
 from rccgrade.models.bundle import bundle_from_arms, load_bundle, required_features
 from rccgrade.models.source_gate import GatedSourceUnion, source_signal
 from rccgrade.models.split import make_split, train_test_ids
 
-
-def _blocks(seed: int = 0, n: int = 240, n_noise: int = 200) -> tuple[pd.DataFrame, pd.Series]:
-    """Clinical (age) and radiomics (two features) carry the signal; ``deep:noise`` is pure noise."""
-    rng = np.random.default_rng(seed)
-    ids = pd.Index([f"p{i:03d}" for i in range(n)], name="patient_id")
-    a, b, c = rng.normal(size=(3, n))
-    y = (rng.random(n) < 1 / (1 + np.exp(-(-0.4 + 1.2 * a + 1.2 * b + 0.9 * c)))).astype(int)
-    cols: dict[str, Any] = {"clin:age": 60 + 10 * a, "clin:bmi": 25 + 3 * rng.normal(size=n)}
-    rad = rng.normal(size=(n, 20))
-    rad[:, 0], rad[:, 1] = b, c
-    cols.update({f"rad:arterial:f{j:03d}": rad[:, j] for j in range(20)})
-    cols.update({f"deep:noise:f{j:04d}": rng.normal(size=n) for j in range(n_noise)})
-    return pd.DataFrame(cols, index=ids), pd.Series(y, index=ids, name="high_grade")
+from .conftest import fusion_settings, source_blocks
 
 
 def _settings(fast: Callable[..., Any], **kw: Any) -> Any:
-    base: dict[str, Any] = {
-        "arms": ["combined"],
-        "combined_sources": ["clinical", "radiomics", "deep:*"],
-        "combined_selection": "gated",
-        "selection": {"steps": ["near_constant", "univariate", "correlation"], "univariate_min_features": 4},
-    }
-    return fast(**{**base, **kw})
+    return fusion_settings(fast, **{"combined_selection": "gated", **kw})
 
 
 def test_source_signal_equals_sklearn_cross_val_predict(fast: Callable[..., Any]) -> None:
     """Catches in-fold scores, other folds, a pooled instead of per-fold test, or a two-sided test."""
-    table, y = _blocks(seed=4, n=300, n_noise=5)
+    table, y = source_blocks(seed=4, n=300, n_noise=5)
     model = build_arm("radiomics", list(table.columns), _settings(fast, arms=["radiomics"]), seed=0)
     chain = clone(model.named_steps["features"].transformers[0][2])
     x = table[[c for c in table.columns if c.startswith("rad:")]]
@@ -69,8 +51,8 @@ def test_source_signal_equals_sklearn_cross_val_predict(fast: Callable[..., Any]
 @pytest.mark.parametrize("seed", [0, 1])
 def test_noise_source_is_gated_out_and_signal_sources_stay_whole(seed: int, fast: Callable[..., Any]) -> None:
     """Catches a gate that keeps everything (the plain union) or drops a real source (clinical alone: AUC ≈ 0.65)."""
-    table, y = _blocks(seed, n=400)
-    source_gate._CACHE.clear()
+    table, y = source_blocks(seed, n=400)
+    clear_fitted_states()
     model = build_arm("combined", list(table.columns), _settings(fast), seed=seed).fit(table, y)
     union = model.named_steps["features"]
     assert isinstance(union, GatedSourceUnion)
@@ -85,9 +67,9 @@ def test_noise_source_is_gated_out_and_signal_sources_stay_whole(seed: int, fast
 
 def test_when_no_source_passes_the_most_convincing_one_enters(fast: Callable[..., Any]) -> None:
     """Catches an arm left without features, or the least convincing source chosen (max instead of min p)."""
-    table, y = _blocks(seed=5, n=120, n_noise=30)
+    table, y = source_blocks(seed=5, n=120, n_noise=30)
     settings = _settings(fast, combined_sources=["radiomics", "deep:*"], combined_gate_alpha=1e-30)
-    source_gate._CACHE.clear()
+    clear_fitted_states()
     model = build_arm("combined", list(table.columns), settings, seed=0).fit(table, y)
     gate = model.named_steps["features"].gate_
     assert [name for name, g in gate.items() if g["kept"]] == ["radiomics"], gate
@@ -96,15 +78,15 @@ def test_when_no_source_passes_the_most_convincing_one_enters(fast: Callable[...
 
 def test_gate_sees_training_patients_only_and_loads_from_a_bundle(fast: Callable[..., Any], tmp_path: Any) -> None:
     """Catches a gate fitted on every patient (a test-only perfect feature or flipped test labels would move it)."""
-    table, y = _blocks(seed=2, n=200, n_noise=60)
+    table, y = source_blocks(seed=2, n=200, n_noise=60)
     train, test = train_test_ids(make_split(y, seed=2))
     settings = _settings(fast, arms=["clinical", "radiomics", "combined"])
-    source_gate._CACHE.clear()
+    clear_fitted_states()
     base = fit_arms(table, y, train, settings, seed=2)
     wild, y_wild = table.copy(), y.copy()
     wild.loc[test, "deep:noise:f0000"] = y.loc[test] * 50.0  # a test-only "perfect" noise feature
     y_wild.loc[test] = 1 - y_wild.loc[test]
-    source_gate._CACHE.clear()
+    clear_fitted_states()
     other = fit_arms(wild, y_wild, train, settings, seed=2)
     assert base.fusion["combined"]["gate"] == other.fusion["combined"]["gate"]
     assert not base.fusion["combined"]["gate"]["deep:noise"]["kept"]

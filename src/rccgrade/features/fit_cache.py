@@ -15,6 +15,7 @@ Outside :func:`shared_fits` nothing is cached.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
 import threading
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-__all__ = ["fit_chain", "shared_fits"]
+__all__ = ["clear_fitted_states", "fit_chain", "recall_fitted_state", "remember_fitted_state", "shared_fits"]
 
 _LOCAL = threading.local()
 _MAX_ENTRIES = 256
@@ -92,6 +93,45 @@ def _key(est: Any, X: Any, y: Any) -> str:
         h.update(joblib.hash(np.asarray(X)).encode())
     h.update(b"\x1e" + (b"none" if y is None else joblib.hash(np.asarray(y)).encode()))
     return h.hexdigest()
+
+
+_STATES: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_STATES_SIZE = 32
+"""Fitted states kept by :func:`remember_fitted_state` (least recently used dropped)."""
+
+
+def _state_key(est: Any, X: pd.DataFrame, y: np.ndarray) -> str:
+    return joblib.hash((type(est).__qualname__, X, y, est.get_params(deep=False)))
+
+
+def recall_fitted_state(est: Any, X: pd.DataFrame, y: np.ndarray) -> bool:
+    """Restore ``est``'s fitted attributes from an earlier :func:`remember_fitted_state` of the same estimator
+    type, parameters, frame and labels; True when restored (the caller's ``fit`` then returns at once).
+
+    For the fusion unions (gated, budgeted ``combined``), whose inner CV is costly and which the tuning search
+    refits on the same fold for every candidate of the classifier. Unlike :func:`fit_chain` this memo is
+    process-wide: the key holds the whole training frame and labels, so a state is reused only for exactly the
+    same rows and values.
+    """
+    key = _state_key(est, X, y)
+    if key not in _STATES:
+        return False
+    _STATES.move_to_end(key)
+    est.__dict__.update(copy.deepcopy(_STATES[key]))
+    return True
+
+
+def remember_fitted_state(est: Any, X: pd.DataFrame, y: np.ndarray) -> None:
+    """Keep a copy of ``est``'s fitted attributes (``name_``) for :func:`recall_fitted_state`."""
+    state = {k: v for k, v in est.__dict__.items() if k.endswith("_") and not k.startswith("__")}
+    _STATES[_state_key(est, X, y)] = copy.deepcopy(state)
+    while len(_STATES) > _STATES_SIZE:
+        _STATES.popitem(last=False)
+
+
+def clear_fitted_states() -> None:
+    """Forget every state kept by :func:`remember_fitted_state` (tests that need a real refit)."""
+    _STATES.clear()
 
 
 def cache_size() -> int:

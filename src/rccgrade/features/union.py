@@ -122,22 +122,42 @@ class SourceUnion(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.transformers_: list[tuple[str, str, Any]] = []
         self.columns_: dict[str, list[str]] = {}
+        columns = self.source_columns(X)
         for name, prefix, est in self.transformers:
+            self._fit_source(name, prefix, est, X[columns[name]], y)
+        return self
+
+    def source_columns(self, X: pd.DataFrame) -> dict[str, list[str]]:
+        """Source name → its columns of ``X`` (those starting with its prefix), in ``transformers`` order.
+
+        Raises:
+            ModelError: a source has no column in ``X``.
+        """
+        columns: dict[str, list[str]] = {}
+        for name, prefix, _ in self.transformers:
             cols = [c for c in X.columns if c.startswith(prefix)]
             if not cols:
                 raise ModelError(
                     f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
                     f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
                 )
-            fitted = fit_chain(est, X[cols], y)  # shared with other arms inside fit_cache.shared_fits
-            if len(fitted.get_feature_names_out()) == 0:
-                raise ModelError(
-                    f"no feature of {name!r} survived preprocessing and selection on the training patients "
-                    f"({len(cols)} column(s) in); check the source's values or relax the selection settings"
-                )
-            self.transformers_.append((name, prefix, fitted))
-            self.columns_[name] = cols
-        return self
+            columns[name] = cols
+        return columns
+
+    def _fit_source(self, name: str, prefix: str, est: Any, X: pd.DataFrame, y: Any) -> None:
+        """Fit one source's chain on its columns ``X`` and add it to ``transformers_`` / ``columns_``.
+
+        Raises:
+            ModelError: no feature survived the chain.
+        """
+        fitted = fit_chain(est, X, y)  # shared with other arms inside fit_cache.shared_fits
+        if len(fitted.get_feature_names_out()) == 0:
+            raise ModelError(
+                f"no feature of {name!r} survived preprocessing and selection on the training patients "
+                f"({X.shape[1]} column(s) in); check the source's values or relax the selection settings"
+            )
+        self.transformers_.append((name, prefix, fitted))
+        self.columns_[name] = list(X.columns)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Concatenated output names of every source."""

@@ -38,13 +38,10 @@ candidates of a hyper-parameter grid share the union's fit) are served from a sm
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -54,6 +51,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from rccgrade.errors import ModelError
+from rccgrade.features.fit_cache import recall_fitted_state, remember_fitted_state
 from rccgrade.features.matrix import BinaryTargetMixin, as_frame, binary_labels
 from rccgrade.features.selection import MRMRSelector, SourceUnion
 from rccgrade.models.settings import ModelSettings
@@ -62,9 +60,6 @@ from rccgrade.models.source_gate import GatedSourceUnion
 log = logging.getLogger(__name__)
 
 __all__ = ["BudgetedSourceUnion", "budget_chain", "budgeted_union", "choose_budgets", "fusion_details"]
-
-_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_CACHE_SIZE = 16
 
 
 def budgeted_union(
@@ -232,24 +227,12 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         """Choose the budgets by inner CV, then fit each kept source's chain with its budget."""
         X = as_frame(X, step="BudgetedSourceUnion")
         lab = binary_labels(y, "BudgetedSourceUnion")
-        key = joblib.hash((X, lab, self.get_params(deep=False)))
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            self.__dict__.update(copy.deepcopy(_CACHE[key]))
+        if recall_fitted_state(self, X, lab):
             return self
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
-        blocks = []
-        columns: dict[str, list[str]] = {}
-        for name, prefix, est in self.transformers:
-            cols = [c for c in X.columns if c.startswith(prefix)]
-            if not cols:
-                raise ModelError(
-                    f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
-                    f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
-                )
-            blocks.append((name, est, X[cols]))
-            columns[name] = cols
+        columns = self.source_columns(X)
+        blocks = [(name, est, X[columns[name]]) for name, _, est in self.transformers]
         try:
             chosen, trace = choose_budgets(
                 blocks,
@@ -278,10 +261,7 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
             fitted = budgeted.fit(X[columns[name]], lab)
             self.transformers_.append((name, prefix, fitted))
             self.columns_[name] = columns[name]
-        state = {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("__")}
-        _CACHE[key] = copy.deepcopy(state)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        remember_fitted_state(self, X, lab)
         return self
 
 

@@ -36,12 +36,9 @@ passed, so the arm keeps the shape ``Pipeline([("features", union), ("clf", clas
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import joblib
 import numpy as np
 from scipy.stats import ttest_1samp
 from sklearn.base import clone
@@ -50,14 +47,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from rccgrade.errors import ModelError
-from rccgrade.features.fit_cache import fit_chain
+from rccgrade.features.fit_cache import recall_fitted_state, remember_fitted_state
 from rccgrade.features.matrix import BinaryTargetMixin, as_frame, binary_labels
 from rccgrade.features.selection import SourceUnion
 
 __all__ = ["GatedSourceUnion", "source_signal"]
-
-_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_CACHE_SIZE = 16
 
 
 def source_signal(
@@ -139,25 +133,17 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         """Gate every source by inner CV, then fit the kept sources' chains on all the patients."""
         X = as_frame(X, step="GatedSourceUnion")
         lab = binary_labels(y, "GatedSourceUnion")
-        key = joblib.hash((X, lab, self.get_params(deep=False)))
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            self.__dict__.update(copy.deepcopy(_CACHE[key]))
+        if recall_fitted_state(self, X, lab):
             return self
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
-        columns: dict[str, list[str]] = {}
+        columns = self.source_columns(X)
         gate: dict[str, dict[str, Any]] = {}
-        for name, prefix, est in self.transformers:
-            cols = [c for c in X.columns if c.startswith(prefix)]
-            if not cols:
-                raise ModelError(
-                    f"no feature column starts with {prefix!r} (needed by {name!r}); the feature table has "
-                    f"sources {sorted({c.rsplit(':', 1)[0] for c in X.columns})[:8]}"
-                )
-            columns[name] = cols
+        for name, _, est in self.transformers:
             try:
-                gate[name] = source_signal(est, X[cols], lab, cv=self.cv, random_state=self.random_state, C=self.C)
+                gate[name] = source_signal(
+                    est, X[columns[name]], lab, cv=self.cv, random_state=self.random_state, C=self.C
+                )
             except ModelError:  # a tiny outer fold: no gate, every source (the plain union)
                 gate[name] = {"auc": None, "p": None, "folds": 0}
         passed = {n for n, g in gate.items() if g["p"] is None or g["p"] < self.alpha}
@@ -169,18 +155,7 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         self.transformers_ = []
         self.columns_ = {}
         for name, prefix, est in self.transformers:
-            if name not in passed:
-                continue
-            fitted = fit_chain(est, X[columns[name]], lab)  # shared with the single-source arms' fits
-            if len(fitted.get_feature_names_out()) == 0:
-                raise ModelError(
-                    f"no feature of {name!r} survived preprocessing and selection on the training patients "
-                    f"({len(columns[name])} column(s) in); check the source's values or relax the selection settings"
-                )
-            self.transformers_.append((name, prefix, fitted))
-            self.columns_[name] = columns[name]
-        state = {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("__")}
-        _CACHE[key] = copy.deepcopy(state)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+            if name in passed:
+                self._fit_source(name, prefix, est, X[columns[name]], lab)  # shared with the single-source arms
+        remember_fitted_state(self, X, lab)
         return self
