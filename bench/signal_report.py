@@ -63,6 +63,14 @@ def _goal(name: str, value: float | None, ok: bool | None, detail: str) -> dict[
     return {"goal": name, "value": value, "status": status, "detail": detail}
 
 
+def _paired_goal(name: str, d: dict[str, Any] | None, least: float) -> dict[str, Any]:
+    """A goal on a paired difference ``d`` (:func:`paired`): met when its mean is at least ``least``."""
+    if d is None:
+        return _goal(name, None, None, "")
+    detail = f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}"
+    return _goal(name, d["mean"], d["mean"] >= least, detail)
+
+
 def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's goals as pass/fail lines per cohort (``not measured`` where the method did not run).
 
@@ -78,14 +86,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         rec = c["records"]
         for tag in ("ext", "extg", "extdense", "rcc", "rccg", "rccdense", "paper"):
             d = paired(rec, f"{tag}:combined", "plain")
-            lines.append(
-                _goal(
-                    f"{cohort}: {tag}:combined beats plain by ≥ 0.04 (paired mean)",
-                    None if d is None else d["mean"],
-                    None if d is None else d["mean"] >= 0.04,
-                    "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}",
-                )
-            )
+            lines.append(_paired_goal(f"{cohort}: {tag}:combined beats plain by ≥ 0.04 (paired mean)", d, 0.04))
             d = paired(rec, "oracle", f"{tag}:combined")
             lines.append(
                 _goal(
@@ -99,14 +100,8 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             for fusion in ("combined",) if tag in ("extg", "rccg") else ("combined", "stacked"):
                 for single in singles:
                     d = paired(rec, f"{tag}:{fusion}", f"{tag}:{single}")
-                    lines.append(
-                        _goal(
-                            f"{cohort}: {tag}:{fusion} not below {tag}:{single} by > 0.01 (the other sources added)",
-                            None if d is None else d["mean"],
-                            None if d is None else d["mean"] >= -0.01,
-                            "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}",
-                        )
-                    )
+                    name = f"{cohort}: {tag}:{fusion} not below {tag}:{single} by > 0.01 (the other sources added)"
+                    lines.append(_paired_goal(name, d, -0.01))
         for fusion in ("combined", "stacked"):
             pairs = [
                 ("ext", "rcc", "the extended sources (phases, rings, kinetic) cost"),
@@ -121,14 +116,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 ]
             for with_, without, what in pairs:
                 d = paired(rec, f"{with_}:{fusion}", f"{without}:{fusion}")
-                lines.append(
-                    _goal(
-                        f"{cohort}: {what} {fusion} ≤ 0.01 AUC",
-                        None if d is None else d["mean"],
-                        None if d is None else d["mean"] >= -0.01,
-                        "" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f}, loses {d['lost']}/{d['n']}",
-                    )
-                )
+                lines.append(_paired_goal(f"{cohort}: {what} {fusion} ≤ 0.01 AUC", d, -0.01))
     return lines
 
 
