@@ -94,6 +94,20 @@ ESTIMATORS = [
         ],
         cv=3,
     ),
+    GatedSourceUnion(  # the forward fusion (one source: it enters first)
+        [
+            (
+                "all",
+                "",
+                Pipeline(
+                    [("impute", TabularPreprocessor()), ("scale", StandardScaler().set_output(transform="pandas"))]
+                ),
+            )
+        ],
+        cv=3,
+        repeats=2,
+        added_alpha=0.05,
+    ),
 ]
 
 EXEMPT: dict[str, dict[str, str]] = {

@@ -2,7 +2,8 @@
 
 ROC/AUC with DeLong variance, CIs and tests (:mod:`.roc`), the training-derived decision threshold and its
 metrics (:mod:`.thresholds`), calibration (:mod:`.calibration`), decision curves (:mod:`.dca`), the
-nomogram of a logistic model (:mod:`.nomogram`) and one-call evaluation of model arms (:mod:`.evaluate`).
+nomogram of a logistic model (:mod:`.nomogram`), one-call evaluation of model arms (:mod:`.evaluate`) and the
+corrected resampled t-test of cross-validated scores (:mod:`.resampled`).
 """
 
 from rccgrade.stats.calibration import (
@@ -26,6 +27,7 @@ from rccgrade.stats.nomogram import (
     nomogram_table,
     ranges_from_data,
 )
+from rccgrade.stats.resampled import ResampledTTestResult, corrected_resampled_ttest
 from rccgrade.stats.roc import (
     AucCI,
     DelongResult,
@@ -62,6 +64,7 @@ __all__ = [
     "EvaluationSettings",
     "HosmerLemeshowResult",
     "Nomogram",
+    "ResampledTTestResult",
     "YoudenResult",
     "auc",
     "auc_ci",
@@ -73,6 +76,7 @@ __all__ = [
     "calibration_slope",
     "compare_models",
     "confusion_counts",
+    "corrected_resampled_ttest",
     "decision_curve",
     "default_thresholds",
     "delong",

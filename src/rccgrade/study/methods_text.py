@@ -206,18 +206,27 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
             if rec.get("budget_cv_auc") is not None:
                 text += f" (inner-CV AUC {_num(rec['budget_cv_auc'])})"
         parts.append(text + ".")
-    if "combined" in arms and mod.combined_selection == "gated":
+    if "combined" in arms and mod.combined_selection in ("gated", "forward"):
         gate = (fusion or {}).get("combined", {}).get("gate") or {}
         text = (
             "Combined arm: every selected feature of each source whose held-out AUCs in a "
-            f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (L2 logistic regression "
-            "on the source's selected features) exceeded 0.5 (one-sided one-sample t-test, p < "
-            f"{mod.combined_gate_alpha:g}; the most convincing source when none did)"
+            f"{mod.combined_gate_repeats}-times repeated {mod.combined_budget_cv}-fold inner cross-validation on "
+            "the training patients (L2 logistic regression on the source's selected features) exceeded 0.5 "
+            f"(one-sided corrected resampled t-test of Nadeau and Bengio, p < {mod.combined_gate_alpha:g}; the most "
+            "convincing source when none did)"
         )
+        if mod.combined_selection == "forward":
+            text += (
+                "; among those, the source with the highest inner-CV AUC entered first and each other one only "
+                "when it raised the inner-CV AUC of the sources already in (one-sided corrected resampled t-test "
+                f"of the paired fold differences, p < {mod.combined_added_alpha:g})"
+            )
         if gate:
             text += "; " + ", ".join(
                 f"{s} {'kept' if g.get('kept') else 'left out'}"
-                + ("" if g.get("auc") is None else f" (inner-CV AUC {_num(g['auc'])})")
+                + ("" if g.get("auc") is None else f" (inner-CV AUC {_num(g['auc'])}")
+                + ("" if g.get("added_auc") is None else f", gain {float(g['added_auc']):+.3f}")
+                + ("" if g.get("auc") is None else ")")
                 for s, g in gate.items()
             )
         parts.append(text + ".")
