@@ -1,11 +1,10 @@
-"""Gated and forward against budgeted ``combined`` on a demo study's own feature tables (radiomics, random-weight
-deep, clinical).
+"""Gated against budgeted ``combined`` on a demo study's own feature tables (radiomics, random-weight deep, clinical).
 
 The issue-14 benchmark (bench/grade_signal.py) has no weak-but-wide source; a demo run offline has one: the
 deep features of a randomly initialised ResNet50. On ``N`` paired stratified 7:3 splits (seeds 1000…) of a
 finished demo run's cached feature tables (``RUN/cache/radiomics-*``, ``RUN/cache/deep-*``, the run's cohort
-manifest), this fits the single-source arms and ``combined`` with ``combined_selection: budgets``, ``gated`` and
-``forward`` (``configs/default.yaml``'s other model settings, nested OOF off) and writes the test AUCs to
+manifest), this fits the single-source arms and ``combined`` with ``combined_selection: budgets`` and ``gated``
+(``configs/default.yaml``'s other model settings, nested OOF off) and writes the test AUCs to
 ``bench/results/fusion_demo_tables.json``.
 
 Usage::
@@ -52,7 +51,7 @@ def main() -> None:
     singles = ["clinical", "radiomics", "deep:dilated5mm"]
     out: dict[str, list[float]] = {}
     for split in make_splits(y, n_splits, 1000):
-        for sel in ("gated", "forward", "budgets"):
+        for sel in ("gated", "budgets"):
             arms = [*singles, "combined"] if sel == "budgets" else ["combined"]
             settings = base.model_copy(update={"combined_selection": sel, "arms": arms})
             res = fit_arms(x, y, split["train"], settings=settings, seed=split["seed"], test_ids=split["test"])
@@ -60,15 +59,11 @@ def main() -> None:
                 auc = roc_auc_score(y.loc[split["test"]], res.test_proba[arm])
                 out.setdefault(f"{sel}:{arm}" if arm == "combined" else arm, []).append(float(auc))
         print(split["k"], {m: round(v[-1], 3) for m, v in out.items()}, flush=True)
-    g, f, b, r = (np.asarray(out[k]) for k in ("gated:combined", "forward:combined", "budgets:combined", "radiomics"))
+    g, b, r = (np.asarray(out[k]) for k in ("gated:combined", "budgets:combined", "radiomics"))
     summary = {
         "gated_minus_budgets": float((g - b).mean()),
         "gated_lost_to_budgets": int((g < b).sum()),
         "gated_minus_radiomics": float((g - r).mean()),
-        "forward_minus_budgets": float((f - b).mean()),
-        "forward_lost_to_budgets": int((f < b).sum()),
-        "forward_minus_radiomics": float((f - r).mean()),
-        "forward_lost_to_radiomics": int((f < r).sum()),
         "budgets_minus_radiomics": float((b - r).mean()),
     }
     result = {

@@ -22,9 +22,6 @@ method), every method is fitted on the training patients only and scored by its 
   ``combined`` (``models.combined_selection: gated``, :mod:`rccgrade.models.source_gate`) instead of the
   budgets (no ``stacked``: it does not depend on the combined arm);
 * ``rccdense:<arm>``: the same on the paper's features;
-* ``extf:<arm>``: ``extg`` with the forward fusion (``models.combined_selection: forward``: among the sources
-  that pass the gate, each enters only when it adds to those already in), arm ``combined`` only (its single
-  arms are ``extg``'s);
 * ``extdense:<arm>``: ``extg`` without feature selection (near-constant filter only) and the logistic grid
   ``DENSE_CS``: every arm is an L2 (ridge) logistic regression on all its source's features;
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
@@ -346,7 +343,7 @@ def main() -> None:
                 rcc = _model_settings(args.extended_config, ARMS, ["clinical", "radiomics"], nested)
                 rcc = rcc.model_copy(update=budgets)
                 arm_runs.append(("rcc", rcc, None, table))
-            if {"ext", "extnoise", "extg", "extgnoise", "extdense", "extf"} & methods and ext_table is not None:
+            if {"ext", "extnoise", "extg", "extgnoise", "extdense"} & methods and ext_table is not None:
                 missing = sorted(set(table.index) - set(ext_table.index))
                 if missing:
                     print(f"{cohort}: extended tables miss {len(missing)} patients; ext left out", flush=True)
@@ -366,9 +363,6 @@ def main() -> None:
                             update={**gated, "arms": ["clinical", "radiomics", "kinetic", "combined"]}
                         )
                         arm_runs.append(("extg", extg, None, ext_rows))
-                    if "extf" in methods:
-                        extf = ext.model_copy(update={"combined_selection": "forward", "arms": ["combined"]})
-                        arm_runs.append(("extf", extf, None, ext_rows))
                     if "extgnoise" in methods:
                         singles = ["clinical", "radiomics", "kinetic"]
                         extgn = with_noise(ext.model_copy(update=gated), singles)

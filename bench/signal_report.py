@@ -76,7 +76,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
     * ``<tag>:combined`` beats ``plain`` by ≥ 0.04 and lies within 0.05 of the oracle (tags ``ext``, ``rcc``,
       ``paper``: the extended configuration, rccgrade's fusion on the paper's features, the paper's fusion;
-      ``extg``, ``rccg``: the same with the gated combined; ``extf``: the forward one);
+      ``extg``, ``rccg``: the same with the gated combined);
     * each added source never lowers a fusion by more than 0.01: every fusion against each of its single-source
       arms, ``ext`` against ``rcc`` (the extended sources added to the paper's), and a pure-noise source added
       (``noise`` against ``paper``, ``extnoise`` against ``ext``).
@@ -84,7 +84,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     lines = []
     for cohort, c in result.get("cohorts", {}).items():
         rec = c["records"]
-        for tag in ("ext", "extg", "extf", "extdense", "rcc", "rccg", "rccdense", "paper"):
+        for tag in ("ext", "extg", "extdense", "rcc", "rccg", "rccdense", "paper"):
             d = paired(rec, f"{tag}:combined", "plain")
             lines.append(_paired_goal(f"{cohort}: {tag}:combined beats plain by ≥ 0.04 (paired mean)", d, 0.04))
             d = paired(rec, "oracle", f"{tag}:combined")
@@ -97,11 +97,10 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
             singles = ("clinical", "radiomics", "kinetic") if tag.startswith("ext") else ("clinical", "radiomics")
-            own = "extg" if tag == "extf" else tag  # extf fits combined only: its single arms are extg's
-            for fusion in ("combined",) if tag in ("extg", "extf", "rccg") else ("combined", "stacked"):
+            for fusion in ("combined",) if tag in ("extg", "rccg") else ("combined", "stacked"):
                 for single in singles:
-                    d = paired(rec, f"{tag}:{fusion}", f"{own}:{single}")
-                    name = f"{cohort}: {tag}:{fusion} not below {own}:{single} by > 0.01 (the other sources added)"
+                    d = paired(rec, f"{tag}:{fusion}", f"{tag}:{single}")
+                    name = f"{cohort}: {tag}:{fusion} not below {tag}:{single} by > 0.01 (the other sources added)"
                     lines.append(_paired_goal(name, d, -0.01))
         for fusion in ("combined", "stacked"):
             pairs = [
@@ -122,11 +121,6 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 POOLED = (
-    ("extf:combined", "plain"),
-    ("extf:combined", "oracle"),
-    ("extf:combined", "extg:combined"),
-    ("extf:combined", "ext:combined"),
-    ("extf:combined", "extg:radiomics"),
     ("extdense:combined", "plain"),
     ("extdense:combined", "oracle"),
     ("extdense:combined", "extg:combined"),

@@ -94,7 +94,7 @@ ESTIMATORS = [
         ],
         cv=3,
     ),
-    GatedSourceUnion(  # the forward fusion (one source: it enters first)
+    GatedSourceUnion(  # two repeats of the inner folds
         [
             (
                 "all",
@@ -106,7 +106,6 @@ ESTIMATORS = [
         ],
         cv=3,
         repeats=2,
-        added_alpha=0.05,
     ),
 ]
 

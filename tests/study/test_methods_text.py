@@ -103,24 +103,6 @@ def test_gated_combined_is_described_with_its_gate() -> None:
     }
     models = {"arms": ["clinical", "combined"], "combined_selection": "gated", "combined_gate_alpha": 0.01}
     text = _fusion_text(models, {"combined": {"gate": gate}})
-    assert "p < 0.01" in text and "budget" not in text
+    assert "p < 0.01" in text and "budget" not in text and "3-times repeated 5-fold" in text
+    assert "corrected resampled t-test" in text
     assert "clinical kept (inner-CV AUC 0.681), deep:noise left out (inner-CV AUC 0.490)" in text
-
-
-def test_forward_combined_is_described_with_each_sources_gain() -> None:
-    """Catches the forward fusion described as the plain gate, or its gains and levels left out."""
-    gate = {
-        "radiomics": {"auc": 0.79, "p": 1e-6, "folds": 5, "added_auc": None, "added_p": None, "kept": True},
-        "kinetic": {"auc": 0.77, "p": 1e-5, "folds": 5, "added_auc": 0.004, "added_p": 0.31, "kept": False},
-    }
-    models = {
-        "arms": ["radiomics", "combined"],
-        "combined_selection": "forward",
-        "combined_added_alpha": 0.1,
-        "combined_gate_repeats": 4,
-    }
-    text = _fusion_text(models, {"combined": {"gate": gate}})
-    assert "4-times repeated 5-fold" in text and "p < 0.01" in text and "p < 0.1)" in text
-    assert "radiomics kept (inner-CV AUC 0.790), kinetic left out (inner-CV AUC 0.770, gain +0.004)" in text
-    gated = _fusion_text({**models, "combined_selection": "gated"}, {"combined": {"gate": gate}})
-    assert "entered first" not in gated and "entered first" in text

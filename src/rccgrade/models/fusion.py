@@ -65,23 +65,21 @@ __all__ = ["BudgetedSourceUnion", "budget_chain", "budgeted_union", "choose_budg
 def budgeted_union(
     entries: Sequence[tuple[str, str, Any]], settings: ModelSettings, seed: int, classifier: str | None = None
 ) -> SourceUnion:
-    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``), gated (``gated``, or
-    ``forward`` with forward inclusion among the sources that pass the gate: :mod:`rccgrade.models.source_gate`)
-    or plain (``union``).
+    """The ``combined`` arm's union: budgeted (``models.combined_selection: budgets``), gated (``gated``:
+    :mod:`rccgrade.models.source_gate`) or plain (``union``).
 
     ``classifier`` is the arm's classifier: with ``models.combined_budget_scorer: arm`` it (untuned, package
     defaults) scores the budgets instead of the logistic proxy; ``auto`` or None keep the proxy.
     """
     if settings.combined_selection == "union":
         return SourceUnion(entries)
-    if settings.combined_selection in ("gated", "forward"):
+    if settings.combined_selection == "gated":
         return GatedSourceUnion(
             entries,
             alpha=settings.combined_gate_alpha,
             cv=settings.combined_budget_cv,
             repeats=settings.combined_gate_repeats,
             random_state=seed,
-            added_alpha=settings.combined_added_alpha if settings.combined_selection == "forward" else None,
         )
     scorer = None
     if settings.combined_budget_scorer == "arm" and classifier not in (None, "auto", "logistic"):

@@ -49,15 +49,11 @@ class ModelSettings(BaseModel):
             most a budget of its selected features (mRMR order), the budgets chosen by inner CV on the training
             patients (:mod:`rccgrade.models.fusion`); ``gated`` (``configs/extended.yaml``): every selected
             feature of each source whose inner-CV fold AUCs exceed 0.5 (one-sided corrected t-test, p <
-            ``combined_gate_alpha``; :mod:`rccgrade.models.source_gate`); ``forward``: among the sources that
-            pass that gate, the best enters first and each other one only when it raises the inner-CV AUC of
-            those already in (p < ``combined_added_alpha``); ``union``: every source's selected features (the
-            reference study). docs/fusion.md gives the measurements behind each.
+            ``combined_gate_alpha``; :mod:`rccgrade.models.source_gate`); ``union``: every source's selected
+            features (the reference study). docs/fusion.md gives the measurements behind each.
         combined_gate_alpha: Significance level of the ``gated`` source gate.
         combined_gate_repeats: Repeats of the gate's inner k-fold CV (its fold AUCs are tested with the
             corrected resampled t-test, :func:`rccgrade.stats.corrected_resampled_ttest`).
-        combined_added_alpha: ``forward`` only: significance level at which a source that passed the gate must
-            raise the inner-CV fold AUCs of the sources already in to enter.
         combined_budgets: Budgets a source may get (0 = leave the source out).
         combined_budget_cv: Folds of the inner CV that chooses the budgets (or gates the sources).
         combined_min_gain: Inner-CV AUC a change of budget must add to be accepted (favours fewer features).
@@ -94,10 +90,9 @@ class ModelSettings(BaseModel):
     ]
     stacking_meta: Literal["nonnegative", "logistic"] = "nonnegative"
     stacking_c: float | None = Field(1.0, gt=0)
-    combined_selection: Literal["budgets", "gated", "forward", "union"] = "budgets"
+    combined_selection: Literal["budgets", "gated", "union"] = "budgets"
     combined_gate_alpha: float = Field(0.01, gt=0, lt=1)
     combined_gate_repeats: int = Field(3, ge=1)
-    combined_added_alpha: float = Field(0.05, gt=0, lt=1)
     combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
     combined_budget_cv: int = Field(5, ge=2)
     combined_min_gain: float = Field(0.005, ge=0, lt=0.5)

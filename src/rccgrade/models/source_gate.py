@@ -1,4 +1,4 @@
-"""Feature-level fusion with a signal gate per source (``models.combined_selection: gated`` and ``forward``).
+"""Feature-level fusion with a signal gate per source (``models.combined_selection: gated``).
 
 Every source (``clinical``, ``radiomics``, ``kinetic``, ``deep:<roi>``) keeps its own selection chain, exactly
 as in the plain union of the reference study (:class:`~rccgrade.features.selection.SourceUnion`); a source
@@ -13,11 +13,13 @@ training patients, or a training fold of an outer CV — never a test patient) s
 3. the source enters when ``p < alpha`` (default 0.01); when no source passes, the one with the smallest ``p``
    enters, so the arm always has features.
 
-``forward`` (``added_alpha`` set) then asks the question the gate does not: does a source add to the others?
-Among the sources that passed, the one with the highest inner-CV AUC enters first; each next one (in order of
-its own AUC) enters when the union's fold AUCs with it exceed those without it (the same corrected test on the
-paired fold differences, ``p < added_alpha``). The fold outputs of each chain are fitted once and reused, so
-this costs a few logistic regressions more than the gate.
+The gate asks whether a source beats chance, not whether it adds to the others. A forward inclusion that
+asked the second question (the best source first, each other one only when the same corrected test showed that
+it raised the union's fold AUCs, p < 0.05) was built and measured (commit c320eda,
+``bench/results/signal_forward_c1.json``): on the first issue-14 cohort it lost to this gate on all 10 splits
+(−0.036 AUC) and to its own radiomics arm on 9, because an added source's true gain (radiomics next to the
+kinetic source: +0.04 on the test patients) is too small against the inner-CV noise to reach significance. It
+was removed.
 
 Why fold AUCs and not one test on the pooled out-of-fold scores: the pooled scores come from different models
 trained on overlapping patients, so a rank test that treats them as one independent sample is
@@ -76,18 +78,14 @@ def _fold_outputs(chain: Any, X: Any, y: np.ndarray, folds: list[tuple[np.ndarra
     return out
 
 
-def _fold_aucs(
-    outputs: Sequence[list[Any]], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float
-) -> list[float]:
-    """Held-out AUC per fold of an L2 logistic regression on the concatenated fold outputs of one or more sources
-    (0.5 where no feature is left: no information)."""
+def _fold_aucs(outputs: list[Any], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float) -> list[float]:
+    """Held-out AUC per fold of an L2 logistic regression on a source's fold outputs (:func:`_fold_outputs`;
+    0.5 where the chain kept no feature: no information)."""
     aucs = []
-    for i, (tr, va) in enumerate(folds):
-        Z_tr = np.hstack([o[i][0] for o in outputs])
+    for (tr, va), (Z_tr, Z_va) in zip(folds, outputs, strict=True):
         if Z_tr.shape[1] == 0:
             aucs.append(0.5)
             continue
-        Z_va = np.hstack([o[i][1] for o in outputs])
         model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
         aucs.append(float(roc_auc_score(y[va], model.decision_function(Z_va))))
     return aucs
@@ -135,7 +133,7 @@ def source_signal(
         ModelError: fewer than 2 patients of a class.
     """
     folds = _inner_folds(y, cv, repeats, random_state)
-    aucs = _fold_aucs([_fold_outputs(chain, X, y, folds)], y, folds, C)
+    aucs = _fold_aucs(_fold_outputs(chain, X, y, folds), y, folds, C)
     return _signal(aucs, len(folds) // int(repeats), repeats)
 
 
@@ -149,8 +147,6 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         repeats: Repeats of the inner CV (each with other folds).
         random_state: Seed of the inner folds.
         C: Inverse ridge strength of the scoring logistic regression.
-        added_alpha: None: every source that passes the gate enters. A level: forward inclusion among them
-            (the ``forward`` fusion; :meth:`_forward`), a source enters only when it adds to those already in.
 
     Attributes:
         gate_: Source → ``{"auc", "fold_aucs", "p", "folds", "repeats", "kept"}`` (``p`` None and kept when the
@@ -169,7 +165,6 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         repeats: int = 3,
         random_state: int = 0,
         C: float = 1.0,
-        added_alpha: float | None = None,
     ) -> None:
         super().__init__(transformers)
         self.alpha = alpha
@@ -177,7 +172,6 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         self.repeats = repeats
         self.random_state = random_state
         self.C = C
-        self.added_alpha = added_alpha
 
     def fit(self, X: Any, y: Any = None) -> GatedSourceUnion:
         """Gate every source by inner CV, then fit the kept sources' chains on all the patients."""
@@ -189,7 +183,6 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         self.n_features_in_ = X.shape[1]
         columns = self.source_columns(X)
         gate: dict[str, dict[str, Any]] = {}
-        outputs: dict[str, list[Any]] = {}
         try:
             folds = _inner_folds(lab, self.cv, self.repeats, self.random_state)
         except ModelError:  # a tiny outer fold: no gate, every source (the plain union)
@@ -198,14 +191,11 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
             if not folds:
                 gate[name] = {"auc": None, "p": None, "folds": 0}
                 continue
-            outputs[name] = _fold_outputs(est, X[columns[name]], lab, folds)
-            aucs = _fold_aucs([outputs[name]], lab, folds, self.C)
+            aucs = _fold_aucs(_fold_outputs(est, X[columns[name]], lab, folds), lab, folds, self.C)
             gate[name] = _signal(aucs, len(folds) // int(self.repeats), self.repeats)
         passed = {n for n, g in gate.items() if g["p"] is None or g["p"] < self.alpha}
         if not passed:
             passed = {min(gate, key=lambda n: (gate[n]["p"], n))}
-        if self.added_alpha is not None and folds:
-            passed = self._forward(passed, gate, outputs, lab, folds)
         for name in gate:
             gate[name]["kept"] = name in passed
         self.gate_ = gate
@@ -216,32 +206,3 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
                 self._fit_source(name, prefix, est, X[columns[name]], lab)  # shared with the single-source arms
         remember_fitted_state(self, X, lab)
         return self
-
-    def _forward(
-        self,
-        passed: set[str],
-        gate: dict[str, dict[str, Any]],
-        outputs: dict[str, list[Any]],
-        y: np.ndarray,
-        folds: list[tuple[np.ndarray, np.ndarray]],
-    ) -> set[str]:
-        """Forward inclusion among the sources that passed the signal gate (``combined_selection: forward``).
-
-        The source with the highest inner-CV AUC enters first; each next one (in order of its own AUC) enters
-        when the union's fold AUCs with it exceed those without it (one-sided corrected resampled t-test of the
-        paired fold differences, ``p < added_alpha``). Records ``added_auc`` (mean fold gain) and ``added_p`` in
-        ``gate_`` (None for the first source).
-        """
-        ratio = 1.0 / (len(folds) // int(self.repeats) - 1)
-        order = sorted(passed, key=lambda n: (-float(gate[n]["auc"]), n))
-        kept = [order[0]]
-        gate[order[0]].update(added_auc=None, added_p=None)
-        current = list(gate[order[0]]["fold_aucs"])
-        for name in order[1:]:
-            aucs = _fold_aucs([outputs[n] for n in [*kept, name]], y, folds, self.C)
-            gain = corrected_resampled_ttest(np.subtract(aucs, current), ratio, null=0.0, alternative="greater")
-            gate[name].update(added_auc=gain.mean, added_p=gain.p_value)
-            if gain.p_value < float(self.added_alpha):  # type: ignore[arg-type]
-                kept.append(name)
-                current = aucs
-        return set(kept)

@@ -206,7 +206,7 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
             if rec.get("budget_cv_auc") is not None:
                 text += f" (inner-CV AUC {_num(rec['budget_cv_auc'])})"
         parts.append(text + ".")
-    if "combined" in arms and mod.combined_selection in ("gated", "forward"):
+    if "combined" in arms and mod.combined_selection == "gated":
         gate = (fusion or {}).get("combined", {}).get("gate") or {}
         text = (
             "Combined arm: every selected feature of each source whose held-out AUCs in a "
@@ -215,18 +215,10 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
             f"(one-sided corrected resampled t-test of Nadeau and Bengio, p < {mod.combined_gate_alpha:g}; the most "
             "convincing source when none did)"
         )
-        if mod.combined_selection == "forward":
-            text += (
-                "; among those, the source with the highest inner-CV AUC entered first and each other one only "
-                "when it raised the inner-CV AUC of the sources already in (one-sided corrected resampled t-test "
-                f"of the paired fold differences, p < {mod.combined_added_alpha:g})"
-            )
         if gate:
             text += "; " + ", ".join(
                 f"{s} {'kept' if g.get('kept') else 'left out'}"
-                + ("" if g.get("auc") is None else f" (inner-CV AUC {_num(g['auc'])}")
-                + ("" if g.get("added_auc") is None else f", gain {float(g['added_auc']):+.3f}")
-                + ("" if g.get("auc") is None else ")")
+                + ("" if g.get("auc") is None else f" (inner-CV AUC {_num(g['auc'])})")
                 for s, g in gate.items()
             )
         parts.append(text + ".")
