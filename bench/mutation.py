@@ -45,6 +45,7 @@ MODULES: dict[str, str] = {
     "stats/roc.py": "tests/stats",
     "stats/calibration.py": "tests/stats",
     "stats/dca.py": "tests/stats",
+    "stats/resampled.py": "tests/stats",
     "models/split.py": "tests/models",
     "models/arms.py": "tests/models",
     "preprocess/roi.py": "tests/preprocess",
@@ -110,6 +111,16 @@ _FALSY_NONE = "require_both=None is falsy, like False"
 _KEYS = "the dict keys only name the models inside delong, which discards names"
 
 _EQUIVALENT_BY_MODULE: dict[str, list[tuple[str, tuple[int, ...], str]]] = {
+    "rccgrade.stats.resampled": [
+        (
+            "corrected_resampled_ttest",
+            (6, 8),
+            "for numeric scores (the documented input) np.asarray without dtype gives float64 or an integer array, "
+            "and every statistic after it (isfinite, ptp, mean, var) is the same",
+        ),
+        ("corrected_resampled_ttest", (21,), "only the error message lists 4 instead of 3 of the bad values"),
+        ("corrected_resampled_ttest", (63,), "only reached when every score is identical: a[1] equals a[0]"),
+    ],
     "rccgrade.stats.roc": [
         ("_fast_delong", (42,), "only np.cov(v_neg) is used: negating every row of v_neg leaves its covariance"),
         ("_fast_delong", (43,), "only np.cov(v_neg) is used: adding a constant leaves the covariance"),

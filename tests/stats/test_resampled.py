@@ -43,9 +43,20 @@ def test_more_overlap_means_less_evidence() -> None:
 
 
 def test_identical_scores_are_certain_in_their_direction() -> None:
-    assert corrected_resampled_ttest([0.7, 0.7, 0.7], 0.25).p_value == 0.0
+    """Catches a variance of float round-off (≈ 1e-32, not 0) read as evidence: mean(0.1, 0.1, 0.1) is
+    0.10000000000000002, which must not count as above a null of 0.1."""
+    above = corrected_resampled_ttest([0.7, 0.7, 0.7], 0.25)
+    assert (above.p_value, above.se, above.t) == (0.0, 0.0, float("inf"))
     assert corrected_resampled_ttest([0.4, 0.4], 0.25).p_value == 1.0
     assert corrected_resampled_ttest([0.5, 0.5], 0.25).p_value == pytest.approx(0.5)
+    at_null = corrected_resampled_ttest([0.1, 0.1, 0.1], 0.25, null=0.1)
+    assert (at_null.t, at_null.p_value) == (0.0, 0.5)
+
+
+def test_result_records_its_settings() -> None:
+    got = corrected_resampled_ttest([0.62, 0.71, 0.58], 0.2, null=0.55, alternative="two-sided")
+    assert (got.test_train_ratio, got.alternative, got.n_scores, got.df) == (0.2, "two-sided", 3, 2)
+    assert 0 < got.p_value <= 1
 
 
 @pytest.mark.parametrize(
@@ -53,7 +64,7 @@ def test_identical_scores_are_certain_in_their_direction() -> None:
     [
         ([0.7], 0.25, "greater", "2 or more scores"),
         ([[0.7, 0.6]], 0.25, "greater", "one dimension"),
-        ([0.7, np.nan], 0.25, "greater", "finite"),
+        ([0.7, np.nan], 0.25, "greater", r"finite numbers; got \[nan\]"),
         ([0.7, 0.6], -0.1, "greater", "held-out over training"),
         ([0.7, 0.6], float("nan"), "greater", "held-out over training"),
         ([0.7, 0.6], 0.25, "bigger", "alternative"),

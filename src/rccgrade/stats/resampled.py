@@ -101,7 +101,7 @@ def corrected_resampled_ttest(
     elif alternative == "less":
         p = float(stats.t.cdf(t, J - 1))
     else:
-        p = float(min(1.0, 2 * stats.t.sf(abs(t), J - 1)))
+        p = float(2 * stats.t.sf(abs(t), J - 1))
     return ResampledTTestResult(
         mean=mean,
         t=float(t),
