@@ -67,32 +67,10 @@ from rccgrade.stats.resampled import corrected_resampled_ttest
 __all__ = ["GatedSourceUnion", "source_signal"]
 
 
-def _fold_outputs(chain: Any, X: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> list[Any]:
-    """The source chain fitted on each inner fold's training part: ``(Z_train, Z_held_out)`` per fold (float64)."""
-    out = []
-    for tr, va in folds:
-        fitted = clone(chain).fit(X.iloc[tr], y[tr])
-        Z_tr = np.asarray(fitted.transform(X.iloc[tr]), dtype=np.float64)
-        Z_va = np.asarray(fitted.transform(X.iloc[va]), dtype=np.float64)
-        out.append((Z_tr, Z_va))
-    return out
-
-
-def _fold_aucs(outputs: list[Any], y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float) -> list[float]:
-    """Held-out AUC per fold of an L2 logistic regression on a source's fold outputs (:func:`_fold_outputs`;
-    0.5 where the chain kept no feature: no information)."""
-    aucs = []
-    for (tr, va), (Z_tr, Z_va) in zip(folds, outputs, strict=True):
-        if Z_tr.shape[1] == 0:
-            aucs.append(0.5)
-            continue
-        model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
-        aucs.append(float(roc_auc_score(y[va], model.decision_function(Z_va))))
-    return aucs
-
-
-def _inner_folds(y: np.ndarray, cv: int, repeats: int, random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``repeats × k`` stratified folds, ``k = min(cv, patients of the smaller class)``.
+def _inner_folds(
+    y: np.ndarray, cv: int, repeats: int, random_state: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """``repeats × k`` stratified folds and ``k = min(cv, patients of the smaller class)``.
 
     Raises:
         ModelError: fewer than 2 patients of a class.
@@ -101,12 +79,26 @@ def _inner_folds(y: np.ndarray, cv: int, repeats: int, random_state: int) -> lis
     if n_splits < 2:
         raise ModelError("gating the sources of combined needs at least 2 training patients of each class")
     folds = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=int(repeats), random_state=random_state)
-    return list(folds.split(np.zeros(len(y)), y))
+    return list(folds.split(np.zeros(len(y)), y)), n_splits
 
 
-def _signal(aucs: list[float], n_splits: int, repeats: int) -> dict[str, Any]:
+def _signal(
+    chain: Any, X: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], n_splits: int, C: float
+) -> dict[str, Any]:
+    """The gate record of one source on the given folds (see :func:`source_signal`)."""
+    aucs: list[float] = []
+    for tr, va in folds:
+        fitted = clone(chain).fit(X.iloc[tr], y[tr])
+        Z_tr = np.asarray(fitted.transform(X.iloc[tr]), dtype=np.float64)
+        if Z_tr.shape[1] == 0:
+            aucs.append(0.5)
+            continue
+        Z_va = np.asarray(fitted.transform(X.iloc[va]), dtype=np.float64)
+        model = LogisticRegression(C=C, max_iter=5000).fit(Z_tr, y[tr])
+        aucs.append(float(roc_auc_score(y[va], model.decision_function(Z_va))))
     test = corrected_resampled_ttest(aucs, 1.0 / (n_splits - 1), null=0.5, alternative="greater")
-    return {"auc": test.mean, "fold_aucs": aucs, "p": test.p_value, "folds": n_splits, "repeats": int(repeats)}
+    repeats = len(folds) // n_splits
+    return {"auc": test.mean, "fold_aucs": aucs, "p": test.p_value, "folds": n_splits, "repeats": repeats}
 
 
 def source_signal(
@@ -132,9 +124,8 @@ def source_signal(
     Raises:
         ModelError: fewer than 2 patients of a class.
     """
-    folds = _inner_folds(y, cv, repeats, random_state)
-    aucs = _fold_aucs(_fold_outputs(chain, X, y, folds), y, folds, C)
-    return _signal(aucs, len(folds) // int(repeats), repeats)
+    folds, n_splits = _inner_folds(y, cv, repeats, random_state)
+    return _signal(chain, X, y, folds, n_splits, C)
 
 
 class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
@@ -184,15 +175,12 @@ class GatedSourceUnion(BinaryTargetMixin, SourceUnion):
         columns = self.source_columns(X)
         gate: dict[str, dict[str, Any]] = {}
         try:
-            folds = _inner_folds(lab, self.cv, self.repeats, self.random_state)
+            folds, n_splits = _inner_folds(lab, self.cv, self.repeats, self.random_state)  # one set for every source
         except ModelError:  # a tiny outer fold: no gate, every source (the plain union)
-            folds = []
+            folds, n_splits = [], 0
         for name, _, est in self.transformers:
-            if not folds:
-                gate[name] = {"auc": None, "p": None, "folds": 0}
-                continue
-            aucs = _fold_aucs(_fold_outputs(est, X[columns[name]], lab, folds), lab, folds, self.C)
-            gate[name] = _signal(aucs, len(folds) // int(self.repeats), self.repeats)
+            no_gate = {"auc": None, "p": None, "folds": 0}
+            gate[name] = _signal(est, X[columns[name]], lab, folds, n_splits, self.C) if folds else no_gate
         passed = {n for n, g in gate.items() if g["p"] is None or g["p"] < self.alpha}
         if not passed:
             passed = {min(gate, key=lambda n: (gate[n]["p"], n))}
