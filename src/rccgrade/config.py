@@ -6,6 +6,7 @@ them. Unknown keys are errors, so a typo in a YAML file is reported instead of s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,17 @@ def load_config(path: str | Path) -> StudyConfig:
     return config_from_dict(data or {}, source=str(path), base_dir=path.parent.resolve())
 
 
-def dump_config(cfg: StudyConfig, path: str | Path) -> Path:
-    """Write the fully resolved configuration (defaults included) as YAML."""
+def dump_config(cfg: StudyConfig, path: str | Path, notes: Sequence[str] = ()) -> Path:
+    """Write the fully resolved configuration (defaults included) as YAML.
+
+    Args:
+        cfg: The configuration.
+        path: The YAML file to write.
+        notes: Lines written first as YAML comments (``# …``), e.g. what the run used instead of a setting;
+            :func:`load_config` ignores them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    header = "".join(f"# {line}\n" for note in notes for line in str(note).splitlines())
+    path.write_text(header + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return path

@@ -250,3 +250,31 @@ def test_a_renamed_command_module_fails_at_import() -> None:
     source = (SRC / "rccgrade" / "cli.py").read_text().replace('"rccgrade.study.cli"', '"rccgrade.study.renamed"')
     with pytest.raises(ModuleNotFoundError, match=r"rccgrade\.study\.renamed"):
         exec(compile(source, "cli.py", "exec"), {"__name__": "rccgrade_cli_copy"})
+
+
+class FallbackDeepStage(CountingStage):
+    """A stand-in deep stage that, like an offline ImageNet fallback, used other weights than configured."""
+
+    def __init__(self, weights: str) -> None:
+        super().__init__("deep")
+        self.weights = weights
+
+    def run(self, ctx: StudyContext, record: StageRecord) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(settings=SimpleNamespace(weights=self.weights), folder=ctx.run_dir)
+
+
+@pytest.mark.parametrize("used", ["none", "imagenet"])
+def test_config_yaml_says_when_the_deep_weights_used_differ_from_the_setting(tmp_path: Path, used: str) -> None:
+    from rccgrade.config import load_config
+
+    cfg = _config(tmp_path, deep={"weights": "imagenet"})
+    result = run_study(cfg, stages={**_stages({}), "deep": FallbackDeepStage(used)})
+    text = (result.run_dir / "config.yaml").read_text()
+    prov = json.loads((result.run_dir / "provenance.json").read_text())
+    assert prov["deep_weights_effective"] == used
+    noted = "this run's deep features used weights: none" in text.replace("\n# ", " ")
+    assert noted == (used == "none") and text.startswith("#") == (used == "none")
+    # the note is a comment: the file still loads as the configuration that was asked for
+    assert load_config(result.run_dir / "config.yaml").deep.weights == "imagenet"

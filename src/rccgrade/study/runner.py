@@ -305,11 +305,22 @@ def _write_stage_log(ctx: StudyContext) -> Path:
     return path
 
 
+def effective_weights_note(config: StudyConfig, deep: Any) -> str:
+    """The comment ``config.yaml`` gets when the deep features used other weights than configured."""
+    return (
+        f"deep.weights below is the setting; this run's deep features used weights: {deep.settings.weights} "
+        f"(the configured {config.deep.weights!r} could not be obtained; see provenance.json, "
+        "deep_weights_effective). Rerunning this file where those weights exist gives other deep features."
+    )
+
+
 def _write_provenance(ctx: StudyContext, build: Any, write: Any, total: float) -> None:
     deep = ctx.results.deep
     extra: dict[str, Any] = {"run_dir": str(ctx.run_dir), "total_seconds": round(total, 3)}
     if deep is not None:
         extra["deep_weights_effective"] = deep.settings.weights
+        if deep.settings.weights != ctx.config.deep.weights:  # config.yaml must not claim weights the run lacked
+            dump_config(ctx.config, ctx.run_dir / "config.yaml", notes=[effective_weights_note(ctx.config, deep)])
         meta = deep.folder / "metadata.json"
         if meta.is_file():
             extra["deep_metadata"] = {
