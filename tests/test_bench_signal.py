@@ -193,3 +193,26 @@ def test_pooled_differences_concatenate_every_cohorts_splits() -> None:
     d = np.array([0.1, -0.05, 0.1])
     assert row["mean"] == pytest.approx(d.mean()) and row["sd"] == pytest.approx(d.std(ddof=1))
     assert row["lost"] == 1 and row["n"] == 3
+
+
+def test_signal_compare_pairs_the_same_method_across_runs_on_the_same_splits() -> None:
+    from bench.signal_compare import compare
+
+    def run(aucs: dict[str, list[float]], seeds: list[int]) -> dict[str, object]:
+        records = [{"split": k, "method": m, "auc": v} for m, vals in aucs.items() for k, v in enumerate(vals)]
+        return {"cohorts": {"c": {"split_seeds": seeds, "records": records}}}
+
+    new = run(
+        {"paper:radiomics": [0.80, 0.70, 0.90], "paper:clinical": [0.6, 0.6, 0.7], "only:new": [1, 1, 1]}, [1, 2, 3]
+    )
+    base = run({"paper:radiomics": [0.75, 0.72, 0.85], "paper:clinical": [0.6, 0.6, 0.7]}, [1, 2, 3])
+    d = compare(new, base, "c")
+    assert set(d) == {"paper:radiomics", "paper:clinical"}  # only methods of both runs
+    diff = np.array([0.05, -0.02, 0.05])
+    assert d["paper:radiomics"]["mean"] == pytest.approx(diff.mean())
+    assert d["paper:radiomics"]["sd"] == pytest.approx(diff.std(ddof=1))
+    assert d["paper:radiomics"]["lost"] == 1 and d["paper:clinical"]["mean"] == 0.0
+    with pytest.raises(SystemExit, match="other splits"):
+        compare(new, run({"paper:radiomics": [0.8, 0.7, 0.9]}, [1, 2, 4]), "c")
+    with pytest.raises(SystemExit, match="not in both"):
+        compare(new, base, "c9")
