@@ -265,6 +265,8 @@ def run_study(
                 if stage.name == "report":  # provenance first, so the report shows it
                     _write_provenance(ctx, build_provenance, write_provenance, time.perf_counter() - t0)
                 run_stage(ctx, stage)
+                if stage.name == "deep":
+                    _note_effective_weights(ctx)
             _write_provenance(ctx, build_provenance, write_provenance, time.perf_counter() - t0)
         finally:  # also after a failure: what ran, what was cached and which cases failed
             _write_failures(ctx)
@@ -305,13 +307,18 @@ def _write_stage_log(ctx: StudyContext) -> Path:
     return path
 
 
-def effective_weights_note(config: StudyConfig, deep: Any) -> str:
-    """The comment ``config.yaml`` gets when the deep features used other weights than configured."""
-    return (
+def _note_effective_weights(ctx: StudyContext) -> None:
+    """Rewrite ``config.yaml`` with a heading comment when the deep features used other weights than configured
+    (an offline ImageNet fallback), so the file does not claim weights the run lacked."""
+    deep = ctx.results.deep
+    if deep is None or deep.settings.weights == ctx.config.deep.weights:
+        return
+    note = (
         f"deep.weights below is the setting; this run's deep features used weights: {deep.settings.weights} "
-        f"(the configured {config.deep.weights!r} could not be obtained; see provenance.json, "
+        f"(the configured {ctx.config.deep.weights!r} could not be obtained; see provenance.json, "
         "deep_weights_effective). Rerunning this file where those weights exist gives other deep features."
     )
+    dump_config(ctx.config, ctx.run_dir / "config.yaml", notes=[note])
 
 
 def _write_provenance(ctx: StudyContext, build: Any, write: Any, total: float) -> None:
@@ -319,8 +326,6 @@ def _write_provenance(ctx: StudyContext, build: Any, write: Any, total: float) -
     extra: dict[str, Any] = {"run_dir": str(ctx.run_dir), "total_seconds": round(total, 3)}
     if deep is not None:
         extra["deep_weights_effective"] = deep.settings.weights
-        if deep.settings.weights != ctx.config.deep.weights:  # config.yaml must not claim weights the run lacked
-            dump_config(ctx.config, ctx.run_dir / "config.yaml", notes=[effective_weights_note(ctx.config, deep)])
         meta = deep.folder / "metadata.json"
         if meta.is_file():
             extra["deep_metadata"] = {
