@@ -24,6 +24,10 @@ method), every method is fitted on the training patients only and scored by its 
 * ``rccdense:<arm>``: the same on the paper's features;
 * ``extdense:<arm>``: ``extg`` without feature selection (near-constant filter only) and the logistic grid
   ``DENSE_CS``: every arm is an L2 (ridge) logistic regression on all its source's features;
+* ``--combat``: every rccgrade method above with ``models.selection.combat: true`` (ComBat per source, fitted on
+  the training patients, centres from the manifest's ``center`` column, stored as ``truth:center``); ``plain``,
+  ``oracle`` and ``truth-lr`` are unchanged, so ``signal_compare.py`` against a run without it pairs the methods
+  and checks the splits;
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
   perfect feature extractor.
@@ -171,10 +175,11 @@ def run_split(job: dict[str, Any]) -> list[dict[str, Any]]:
         z = table[[c for c in table.columns if c.startswith("truth:z_")]]
         add("truth-lr", fit_predict_lr(z.loc[tr], y.loc[tr], z.loc[te]), t0)
     features = table[[c for c in table.columns if c.split(":", 1)[0] in ("rad", "clin", "kin")]]
+    centers = table["truth:center"] if job.get("combat") else None
     for tag, settings, extra in job["arm_runs"]:
         x = features if extra is None else features.join(extra)
         t0 = time.perf_counter()
-        res = fit_arms(x, y, tr, settings=settings, seed=split["seed"], test_ids=te)
+        res = fit_arms(x, y, tr, settings=settings, seed=split["seed"], test_ids=te, centers=centers)
         seconds = time.perf_counter() - t0
         for arm in res.arms:
             rec.append(
@@ -242,6 +247,11 @@ def main() -> None:
         help="override models.nested_oof (off: the OOF probabilities stacking learns from use the tuned "
         "parameters instead of re-tuning per fold; the other arms' test AUCs do not depend on it)",
     )
+    parser.add_argument(
+        "--combat",
+        action="store_true",
+        help="ComBat-harmonise every rccgrade method's sources by centre (models.selection.combat: true)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal.json")
     parser.add_argument("--table-only", action="store_true", help="regenerate signal.md from signal.json")
@@ -279,6 +289,7 @@ def main() -> None:
         "methods": sorted(methods),
         "workers": args.workers,
         "nested_oof": args.nested_oof,
+        "combat": args.combat,
     }
     result["settings"] = settings
     if args.append and args.out.exists():
@@ -368,6 +379,11 @@ def main() -> None:
                         extgn = with_noise(ext.model_copy(update=gated), singles)
                         extgn = extgn.model_copy(update={"arms": [*singles, "deep:noise", "combined"]})
                         arm_runs.append(("extgnoise", extgn, noise, ext_rows))
+        if args.combat:
+            arm_runs = [
+                (tag, s.model_copy(update={"selection": s.selection.model_copy(update={"combat": True})}), extra, t)
+                for tag, s, extra, t in arm_runs
+            ]
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)
         t0 = time.perf_counter()
         # one job per (split, method group), split by split (every method of split k before split k + 1), so a run
@@ -377,7 +393,13 @@ def main() -> None:
             if methods & {"plain", "truth"}:
                 jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
             jobs += [
-                {"table": run_table, "split": s, "methods": set(), "arm_runs": [(tag, run_settings, extra)]}
+                {
+                    "table": run_table,
+                    "split": s,
+                    "methods": set(),
+                    "arm_runs": [(tag, run_settings, extra)],
+                    "combat": args.combat,
+                }
                 for tag, run_settings, extra, run_table in arm_runs
             ]
         records: list[dict[str, Any]] = []

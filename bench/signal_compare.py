@@ -11,6 +11,9 @@ Usage::
 
     .venv/bin/python bench/signal_compare.py bench/results/signal_ct_c1.json bench/results/signal.json \
         --cohort c1_seed1 --out bench/results/signal_ct_c1_compare.json
+
+With several cohorts (``--cohort c1_seed1,c2_seed2,c3_seed3_mix``) each gets its table and a pooled table pairs
+every split of every cohort (a method must be in both runs on every cohort to be pooled).
 """
 
 from __future__ import annotations
@@ -34,6 +37,23 @@ def compare(new: dict[str, Any], base: dict[str, Any], cohort: str) -> dict[str,
     Raises:
         SystemExit: the cohort is missing from a run, or the runs used other splits.
     """
+    return {m: paired(recs, f"new:{m}", f"base:{m}") for m, recs in _records(new, base, cohort).items()}
+
+
+def compare_pooled(new: dict[str, Any], base: dict[str, Any], cohorts: list[str]) -> dict[str, Any]:
+    """Per method present in both runs on every cohort: ``new − base`` over all the cohorts' splits together
+    (each split one paired difference; a cohort's splits are not averaged first)."""
+    per = [_records(new, base, c) for c in cohorts]
+    methods = sorted(set.intersection(*(set(p) for p in per))) if per else []
+    out = {}
+    for m in methods:
+        recs = [{**r, "split": f"{c}:{r['split']}"} for c, p in zip(cohorts, per, strict=True) for r in p[m]]
+        out[m] = paired(recs, f"new:{m}", f"base:{m}")
+    return out
+
+
+def _records(new: dict[str, Any], base: dict[str, Any], cohort: str) -> dict[str, list[dict[str, Any]]]:
+    """Per method of both runs: its records of ``new`` (renamed ``new:<m>``) and ``base`` (``base:<m>``)."""
     try:
         a, b = new["cohorts"][cohort], base["cohorts"][cohort]
     except KeyError:
@@ -41,32 +61,42 @@ def compare(new: dict[str, Any], base: dict[str, Any], cohort: str) -> dict[str,
     if a["split_seeds"] != b["split_seeds"]:
         raise SystemExit(f"{cohort}: the two runs used other splits")
     methods = sorted({r["method"] for r in a["records"]} & {r["method"] for r in b["records"]})
-    records = [{**r, "method": f"new:{r['method']}"} for r in a["records"]]
-    records += [{**r, "method": f"base:{r['method']}"} for r in b["records"]]
-    return {m: paired(records, f"new:{m}", f"base:{m}") for m in methods}
+    return {
+        m: [{**r, "method": f"new:{m}"} for r in a["records"] if r["method"] == m]
+        + [{**r, "method": f"base:{m}"} for r in b["records"] if r["method"] == m]
+        for m in methods
+    }
+
+
+def _table(diffs: dict[str, Any]) -> list[str]:
+    lines = ["| method | new − base | splits lost | splits |", "|---|---|---|---|"]
+    for m, d in diffs.items():
+        if d is not None:
+            lines.append(f"| {m} | {d['mean']:+.3f} ± {d['sd']:.3f} | {d['lost']} | {d['n']} |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("new", type=Path)
     parser.add_argument("base", type=Path)
-    parser.add_argument("--cohort", required=True)
+    parser.add_argument("--cohort", required=True, help="one cohort, or several separated by commas (then pooled)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     new, base = json.loads(args.new.read_text()), json.loads(args.base.read_text())
-    diffs = compare(new, base, args.cohort)
-    result = {"new": str(args.new), "base": str(args.base), "cohort": args.cohort, "new_minus_base": diffs}
+    cohorts = args.cohort.split(",")
+    diffs = {c: compare(new, base, c) for c in cohorts}
+    result: dict[str, Any] = {"new": str(args.new), "base": str(args.base), "cohorts": cohorts}
+    result["new_minus_base"] = diffs
+    lines = [f"# {args.new.name} − {args.base.name}: paired test-AUC differences on the same splits", ""]
+    if len(cohorts) > 1:
+        result["pooled"] = compare_pooled(new, base, cohorts)
+        heading = f"## pooled over {', '.join(cohorts)} (every split one difference)"
+        lines += [heading, "", *_table(result["pooled"]), ""]
+    for c in cohorts:
+        lines += [f"## {c}", "", *_table(diffs[c]), ""]
     args.out.write_text(json.dumps(result, indent=1))
-    lines = [
-        f"# {args.new.name} − {args.base.name}, {args.cohort}: paired test-AUC differences on the same splits",
-        "",
-        "| method | new − base | splits lost | splits |",
-        "|---|---|---|---|",
-    ]
-    for m, d in diffs.items():
-        if d is not None:
-            lines.append(f"| {m} | {d['mean']:+.3f} ± {d['sd']:.3f} | {d['lost']} | {d['n']} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines)
     args.out.with_suffix(".md").write_text(text)
     print(text)
 

@@ -9,7 +9,11 @@ the cross-validated AUC of a logistic regression on the true factors with and wi
 factor no image carries): the ceiling of a perfect image feature extractor, and of a perfect fusion.
 
 This is a diagnostic of the features, not of a model of rccgrade: every number is out of fold, on all the
-cohort's patients. Writes ``bench/results/signal_factors.json`` and prints a markdown table.
+cohort's patients. Options (each fitted inside the training folds only): ``--clip Q`` clips every feature at the
+training fold's ``Q`` and ``1 − Q`` quantiles before z-scoring (robust to heavy-tailed features such as
+PyRadiomics' LoG and wavelet ones, where a few extreme test values can drive the R² below 0); ``--combat``
+ComBat-harmonises the features by centre (``truth:center``, the manifest's ``center``) first. Writes
+``bench/results/signal_factors.json`` and prints a markdown table.
 
 Usage::
 
@@ -32,6 +36,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from bench.grade_signal import COHORTS, ROOT, load_cohort, machine_info  # noqa: E402
+from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegression, RidgeCV  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
@@ -52,9 +57,47 @@ def numeric(x: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=x.index).replace([np.inf, -np.inf], np.nan)
 
 
-def cv_r2(x: pd.DataFrame, target: pd.Series, seed: int = 0) -> float:
-    """Out-of-fold R² of a ridge regression (alphas chosen inside each training fold)."""
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
+class ClipQuantiles(TransformerMixin, BaseEstimator):
+    """Clip every column at its training ``q`` and ``1 − q`` quantiles (``q = 0``: no clipping).
+
+    Args:
+        q: Lower tail probability, in [0, 0.5).
+    """
+
+    def __init__(self, q: float = 0.0) -> None:
+        self.q = q
+
+    def fit(self, X: Any, y: Any = None) -> ClipQuantiles:
+        arr = np.asarray(X, dtype=float)
+        self.low_, self.high_ = np.nanquantile(arr, [self.q, 1 - self.q], axis=0)
+        self.n_features_in_ = arr.shape[1]
+        return self
+
+    def transform(self, X: Any) -> Any:
+        if self.q == 0:
+            return X
+        out = np.clip(np.asarray(X, dtype=float), self.low_, self.high_)
+        return pd.DataFrame(out, index=X.index, columns=X.columns) if isinstance(X, pd.DataFrame) else out
+
+
+def cv_r2(
+    x: pd.DataFrame, target: pd.Series, seed: int = 0, clip: float = 0.0, centers: pd.Series | None = None
+) -> float:
+    """Out-of-fold R² of a ridge regression (alphas chosen inside each training fold).
+
+    Args:
+        x: (patients, features) numeric table indexed by patient.
+        target: (patients,) the true factor.
+        clip: Training-quantile clipping of every feature (see :class:`ClipQuantiles`).
+        centers: Centre per patient: ComBat-harmonise the features by centre first (None: no ComBat).
+    """
+    from rccgrade.features.harmonize import ComBat
+
+    steps: list[Any] = [SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")]
+    if centers is not None:
+        steps.append(ComBat(batches={str(k): str(v) for k, v in centers.items()}))
+    steps += [ClipQuantiles(clip), StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))]
+    model = make_pipeline(*steps)
     pred = cross_val_predict(model, x, target, cv=KFold(5, shuffle=True, random_state=seed))
     return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
 
@@ -77,13 +120,16 @@ def groups(table: pd.DataFrame) -> dict[str, list[str]]:
     }
 
 
-def factors(table: pd.DataFrame) -> dict[str, Any]:
-    """R² per (factor, group) and the true-factor AUC ceilings of one cohort."""
+def factors(table: pd.DataFrame, clip: float = 0.0, combat: bool = False) -> dict[str, Any]:
+    """R² per (factor, group) and the true-factor AUC ceilings of one cohort (options: see :func:`cv_r2`)."""
     y = table["label"].astype(int)
     z = table[[c for c in table.columns if c.startswith("truth:z_")]]
     g = groups(table)
+    centers = table["truth:center"] if combat else None
     r2 = {
-        zc.removeprefix("truth:"): {name: cv_r2(numeric(table[cols]), z[zc]) for name, cols in g.items() if cols}
+        zc.removeprefix("truth:"): {
+            name: cv_r2(numeric(table[cols]), z[zc], clip=clip, centers=centers) for name, cols in g.items() if cols
+        }
         for zc in z.columns
     }
     image = z.drop(columns=[c for c in z.columns if c.endswith("systemic")])
@@ -124,16 +170,24 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/s4"))
     parser.add_argument("--tag", default="extdemo")
     parser.add_argument("--cohorts", default=",".join(COHORTS))
+    parser.add_argument("--clip", type=float, default=0.0, help="clip features at training quantiles q, 1 - q")
+    parser.add_argument("--combat", action="store_true", help="ComBat by centre inside each training fold")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_factors.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"benchmark": "signal_factors", "tag": args.tag, "cohorts": {}}
+    result: dict[str, Any] = {
+        "benchmark": "signal_factors",
+        "tag": args.tag,
+        "clip": args.clip,
+        "combat": args.combat,
+        "cohorts": {},
+    }
     for cohort in args.cohorts.split(","):
         table = load_cohort(args.cache, cohort, args.tag)
         if table is None:
             print(f"{cohort}: no feature tables, left out", flush=True)
             continue
-        result["cohorts"][cohort] = factors(table)
+        result["cohorts"][cohort] = factors(table, clip=args.clip, combat=args.combat)
     result["seconds"] = time.perf_counter() - t0
     result["machine"] = machine_info()
     args.out.write_text(json.dumps(result, indent=1))

@@ -180,6 +180,32 @@ def test_signal_factors_r2_against_hand_computation() -> None:
     assert np.isnan(mixed["v"].iloc[1]) and mixed["v"].iloc[3] == 3.0
 
 
+def test_signal_factors_clipping_uses_training_fold_quantiles() -> None:
+    """Catches quantiles taken over every patient (test values leak into the bounds), clipping that is not
+    applied to the test fold, or ``--clip 0`` changing the unclipped diagnostic."""
+    from bench.signal_factors import ClipQuantiles, cv_r2
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.standard_t(1.5, size=(150, 3)), columns=["a", "b", "c"])  # heavy tails
+    target = pd.Series(np.tanh(x["a"]) + 0.3 * rng.standard_normal(150))
+    q = 0.05
+    got = cv_r2(x, target, clip=q)
+    pred = np.empty(150)
+    for tr, te in KFold(5, shuffle=True, random_state=0).split(x):
+        lo, hi = np.quantile(x.iloc[tr], [q, 1 - q], axis=0)
+        xtr, xte = x.iloc[tr].clip(lo, hi, axis=1), x.iloc[te].clip(lo, hi, axis=1)
+        mu, sd = xtr.mean(), xtr.std(ddof=0)
+        ridge = RidgeCV(alphas=np.logspace(-1, 4, 12)).fit((xtr - mu) / sd, target.iloc[tr])
+        pred[te] = ridge.predict((xte - mu) / sd)
+    expected = 1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert got > cv_r2(x, target) + 0.1  # the unclipped ridge is driven by the tails
+    clip = ClipQuantiles(0.0).fit(x.iloc[:100])
+    assert clip.transform(x.iloc[100:]).equals(x.iloc[100:])
+
+
 def test_pooled_differences_concatenate_every_cohorts_splits() -> None:
     """Catches a mean of per-cohort means (unequal split counts) or unpaired differences."""
     from bench.signal_report import pooled
@@ -216,3 +242,24 @@ def test_signal_compare_pairs_the_same_method_across_runs_on_the_same_splits() -
         compare(new, run({"paper:radiomics": [0.8, 0.7, 0.9]}, [1, 2, 4]), "c")
     with pytest.raises(SystemExit, match="not in both"):
         compare(new, base, "c9")
+
+
+def test_signal_compare_pools_every_split_of_every_cohort() -> None:
+    """Catches a mean of per-cohort means, splits of two cohorts merged by their number, or a method pooled
+    from one cohort only."""
+    from bench.signal_compare import compare_pooled
+
+    def run(per_cohort: dict[str, dict[str, list[float]]]) -> dict[str, object]:
+        cohorts = {}
+        for c, aucs in per_cohort.items():
+            records = [{"split": k, "method": m, "auc": v} for m, vals in aucs.items() for k, v in enumerate(vals)]
+            cohorts[c] = {"split_seeds": list(range(len(next(iter(aucs.values()))))), "records": records}
+        return {"cohorts": cohorts}
+
+    new = run({"a": {"m": [0.8, 0.7], "x": [0.5, 0.5]}, "b": {"m": [0.9, 0.6, 0.6]}})
+    base = run({"a": {"m": [0.7, 0.75], "x": [0.4, 0.4]}, "b": {"m": [0.8, 0.6, 0.7]}})
+    pooled = compare_pooled(new, base, ["a", "b"])
+    assert set(pooled) == {"m"}  # x is in cohort a only
+    d = np.array([0.1, -0.05, 0.1, 0.0, -0.1])
+    assert pooled["m"]["mean"] == pytest.approx(d.mean()) and pooled["m"]["sd"] == pytest.approx(d.std(ddof=1))
+    assert pooled["m"]["lost"] == 2 and pooled["m"]["n"] == 5
