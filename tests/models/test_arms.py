@@ -147,6 +147,35 @@ def test_same_seed_identical_probabilities(
     assert roc_auc_score(a.y_train, a.train_proba["radiomics"]) > 0.6
 
 
+@pytest.mark.parametrize("nested", [True, False])
+def test_repeated_cv_retunes_in_every_fold_when_nested(
+    make_table: Callable[..., Any], fast: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, nested: bool
+) -> None:
+    """Catches repeated-CV estimates that reuse the hyper-parameters tuned on all training patients (the
+    held-out rows of every fold took part in choosing them) while ``nested_oof`` asks for honest estimates."""
+    from sklearn.pipeline import Pipeline
+
+    from rccgrade.models import arms as arms_module
+
+    table, y = make_table(seed=3, n=80, n_rad=6, n_deep=4)
+    train, _ = train_test_ids(make_split(y, seed=3))
+    seen: list[Any] = []
+    real = arms_module.repeated_cv_oof
+
+    def spy(estimator: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        seen.append(estimator)
+        return real(estimator, *args, **kwargs)
+
+    monkeypatch.setattr(arms_module, "repeated_cv_oof", spy)
+    settings = fast(arms=["radiomics"], cv_repeats=1, nested_oof=nested, param_grids={"logistic": {"C": [0.01, 1.0]}})
+    res = fit_arms(table, y, train, settings, seed=3)
+    (estimator,) = seen
+    assert isinstance(estimator, Pipeline) != nested  # nested: the tuning search itself, refitted per fold
+    if not nested:
+        assert estimator.get_params()["clf__C"] == res.best_params["radiomics"]["clf__C"]
+    assert res.repeated_oof["radiomics"].notna().all().all()
+
+
 def test_combat_pca_and_repeated_cv(make_table: Callable[..., Any], fast: Callable[..., Any], tmp_path: Any) -> None:
     table, y = make_table(seed=2, n=120, n_rad=12, n_deep=20)
     centers = pd.Series(np.where(np.arange(120) % 3 == 0, "A", "B"), index=table.index)

@@ -337,9 +337,10 @@ def fit_arms(
         thresholds[arm] = choose_threshold(y_train, oof_p[arm])
         selected[arm] = describe_model(fit.model)
         fusion[arm].update(fusion_details(fit.model))
-        if settings.cv_repeats > 0:
+        if settings.cv_repeats > 0:  # like the OOF probabilities: nested_oof reruns the tuning in every fold
+            est, search = make(arm)
             repeated[arm] = repeated_cv_oof(
-                clone(make(arm)[0]).set_params(**fit.params),
+                clone(search) if settings.nested_oof else clone(est).set_params(**fit.params),
                 X_train,
                 y_train,
                 n_splits=folds.n_splits,

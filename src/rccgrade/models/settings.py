@@ -32,7 +32,8 @@ class ModelSettings(BaseModel):
             False reuses the hyper-parameters tuned on all training patients.
         test_size: Test fraction of the stratified random split (used when the manifest has no ``split``).
         cv_repeats: Repeats of stratified k-fold CV on the training patients for repeated OOF estimates
-            (0: off).
+            (0: off). Selection is refitted in every fold; the tuning too when ``nested_oof`` is true (else
+            the hyper-parameters tuned on all training patients are reused: slightly optimistic).
         selection: Selection settings of the radiomics and deep sources.
         clinical_steps: Selection steps of the clinical source (few variables: near-constant filter only).
         combined_sources: Sources fused by ``combined``: ``clinical``, ``radiomics``, ``deep:<roi>`` or

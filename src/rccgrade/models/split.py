@@ -120,16 +120,18 @@ def repeated_cv_oof(
 ) -> pd.DataFrame:
     """Repeated stratified k-fold CV on training patients: one out-of-fold probability per repeat.
 
-    The estimator (a whole pipeline, selection included) is cloned and refitted on each training fold.
+    The estimator (a whole pipeline, selection included, or a search that tunes one) is cloned and refitted on
+    each training fold.
 
     Returns:
         DataFrame indexed like ``X`` with columns ``repeat_0 … repeat_{n_repeats-1}``.
     """
     y_arr = np.asarray(y).astype(np.int64)
+    labels = pd.Series(y_arr, index=X.index)  # a tuning search (nested estimates) indexes y like X
     out = np.full((len(X), n_repeats), np.nan)
     rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     for i, (tr, te) in enumerate(rskf.split(np.zeros(len(y_arr)), y_arr)):
-        model = clone(estimator).fit(X.iloc[tr], y_arr[tr])
+        model = clone(estimator).fit(X.iloc[tr], labels.iloc[tr])
         out[te, i // n_splits] = model.predict_proba(X.iloc[te])[:, 1]
     return pd.DataFrame(out, index=X.index, columns=[f"repeat_{r}" for r in range(n_repeats)])
 
