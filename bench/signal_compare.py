@@ -9,11 +9,16 @@ that the splits and patients are the same.
 
 Usage::
 
-    .venv/bin/python bench/signal_compare.py bench/results/signal_ct_c1.json bench/results/signal.json \
-        --cohort c1_seed1 --out bench/results/signal_ct_c1_compare.json
+    .venv/bin/python bench/signal_compare.py bench/results/signal_combat.json bench/results/signal.json \
+        --cohort c1_seed1 --out /tmp/combat_c1.json
 
 With several cohorts (``--cohort c1_seed1,c2_seed2,c3_seed3_mix``) each gets its table and a pooled table pairs
-every split of every cohort (a method must be in both runs on every cohort to be pooled).
+every split of every cohort (a method must be in both runs on every cohort to be pooled). ``new`` may list one
+run per cohort, separated by commas::
+
+    .venv/bin/python bench/signal_compare.py \
+        bench/results/signal_ct_c1.json,bench/results/signal_ct_c2.json,bench/results/signal_ct_c3.json \
+        bench/results/signal.json --cohort c1_seed1,c2_seed2,c3_seed3_mix --out bench/results/signal_ct_compare.json
 """
 
 from __future__ import annotations
@@ -68,6 +73,21 @@ def _records(new: dict[str, Any], base: dict[str, Any], cohort: str) -> dict[str
     }
 
 
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cohorts of several runs as one run (e.g. one run per cohort).
+
+    Raises:
+        SystemExit: a cohort is in two of the runs.
+    """
+    cohorts: dict[str, Any] = {}
+    for run in runs:
+        for name, cohort in run["cohorts"].items():
+            if name in cohorts:
+                raise SystemExit(f"{name}: in two of the runs")
+            cohorts[name] = cohort
+    return {"cohorts": cohorts}
+
+
 def _table(diffs: dict[str, Any]) -> list[str]:
     lines = ["| method | new − base | splits lost | splits |", "|---|---|---|---|"]
     for m, d in diffs.items():
@@ -78,17 +98,20 @@ def _table(diffs: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("new", type=Path)
+    parser.add_argument("new", help="a grade_signal JSON, or several (one cohort each) separated by commas")
     parser.add_argument("base", type=Path)
     parser.add_argument("--cohort", required=True, help="one cohort, or several separated by commas (then pooled)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    new, base = json.loads(args.new.read_text()), json.loads(args.base.read_text())
+    new_paths = [Path(p) for p in args.new.split(",")]
+    new = merge_runs([json.loads(p.read_text()) for p in new_paths])
+    base = json.loads(args.base.read_text())
     cohorts = args.cohort.split(",")
     diffs = {c: compare(new, base, c) for c in cohorts}
-    result: dict[str, Any] = {"new": str(args.new), "base": str(args.base), "cohorts": cohorts}
+    result: dict[str, Any] = {"new": args.new, "base": str(args.base), "cohorts": cohorts}
     result["new_minus_base"] = diffs
-    lines = [f"# {args.new.name} − {args.base.name}: paired test-AUC differences on the same splits", ""]
+    names = " + ".join(p.name for p in new_paths)
+    lines = [f"# {names} − {args.base.name}: paired test-AUC differences on the same splits", ""]
     if len(cohorts) > 1:
         result["pooled"] = compare_pooled(new, base, cohorts)
         heading = f"## pooled over {', '.join(cohorts)} (every split one difference)"

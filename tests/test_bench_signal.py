@@ -263,3 +263,9 @@ def test_signal_compare_pools_every_split_of_every_cohort() -> None:
     d = np.array([0.1, -0.05, 0.1, 0.0, -0.1])
     assert pooled["m"]["mean"] == pytest.approx(d.mean()) and pooled["m"]["sd"] == pytest.approx(d.std(ddof=1))
     assert pooled["m"]["lost"] == 2 and pooled["m"]["n"] == 5
+    from bench.signal_compare import merge_runs
+
+    merged = merge_runs([run({"a": {"m": [0.8, 0.7]}}), run({"b": {"m": [0.9, 0.6, 0.6]}})])
+    assert compare_pooled(merged, base, ["a", "b"])["m"] == pooled["m"]
+    with pytest.raises(SystemExit, match="two of the runs"):
+        merge_runs([merged, run({"a": {"m": [0.5, 0.5]}})])
