@@ -175,9 +175,9 @@ def run_split(job: dict[str, Any]) -> list[dict[str, Any]]:
         z = table[[c for c in table.columns if c.startswith("truth:z_")]]
         add("truth-lr", fit_predict_lr(z.loc[tr], y.loc[tr], z.loc[te]), t0)
     features = table[[c for c in table.columns if c.split(":", 1)[0] in ("rad", "clin", "kin")]]
-    centers = table["truth:center"] if job.get("combat") else None
     for tag, settings, extra in job["arm_runs"]:
         x = features if extra is None else features.join(extra)
+        centers = table["truth:center"] if settings.selection.combat else None  # --combat
         t0 = time.perf_counter()
         res = fit_arms(x, y, tr, settings=settings, seed=split["seed"], test_ids=te, centers=centers)
         seconds = time.perf_counter() - t0
@@ -393,13 +393,7 @@ def main() -> None:
             if methods & {"plain", "truth"}:
                 jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
             jobs += [
-                {
-                    "table": run_table,
-                    "split": s,
-                    "methods": set(),
-                    "arm_runs": [(tag, run_settings, extra)],
-                    "combat": args.combat,
-                }
+                {"table": run_table, "split": s, "methods": set(), "arm_runs": [(tag, run_settings, extra)]}
                 for tag, run_settings, extra, run_table in arm_runs
             ]
         records: list[dict[str, Any]] = []
