@@ -4,7 +4,9 @@ The issue-14 benchmark (bench/grade_signal.py) has no weak-but-wide source; a de
 deep features of a randomly initialised ResNet50. On ``N`` paired stratified 7:3 splits (seeds 1000…) of a
 finished demo run's cached feature tables (``RUN/cache/radiomics-*``, ``RUN/cache/deep-*``, the run's cohort
 manifest), this fits the single-source arms and ``combined`` with ``combined_selection: budgets`` and ``gated``
-(``configs/default.yaml``'s other model settings, nested OOF off) and writes the test AUCs to
+(``configs/default.yaml``'s other model settings, nested OOF off), and ``stacked`` (non-negative weights on the
+single-source arms' out-of-fold probabilities) and the budgets chosen on a 3-times repeated inner CV
+(``budgets3``, ``combined_budget_repeats: 3``), and writes the test AUCs to
 ``bench/results/fusion_demo_tables.json``.
 
 Usage::
@@ -51,20 +53,31 @@ def main() -> None:
     singles = ["clinical", "radiomics", "deep:dilated5mm"]
     out: dict[str, list[float]] = {}
     for split in make_splits(y, n_splits, 1000):
-        for sel in ("gated", "budgets"):
-            arms = [*singles, "combined"] if sel == "budgets" else ["combined"]
-            settings = base.model_copy(update={"combined_selection": sel, "arms": arms})
+        for sel in ("gated", "budgets", "budgets3"):
+            arms = [*singles, "combined", "stacked"] if sel == "budgets" else ["combined"]
+            update = {"combined_selection": sel.rstrip("3"), "arms": arms}
+            if sel == "budgets3":
+                update["combined_budget_repeats"] = 3
+            settings = base.model_copy(update=update)
             res = fit_arms(x, y, split["train"], settings=settings, seed=split["seed"], test_ids=split["test"])
             for arm in res.arms:
                 auc = roc_auc_score(y.loc[split["test"]], res.test_proba[arm])
                 out.setdefault(f"{sel}:{arm}" if arm == "combined" else arm, []).append(float(auc))
         print(split["k"], {m: round(v[-1], 3) for m, v in out.items()}, flush=True)
     g, b, r = (np.asarray(out[k]) for k in ("gated:combined", "budgets:combined", "radiomics"))
+    st, b3 = np.asarray(out["stacked"]), np.asarray(out["budgets3:combined"])
     summary = {
         "gated_minus_budgets": float((g - b).mean()),
         "gated_lost_to_budgets": int((g < b).sum()),
         "gated_minus_radiomics": float((g - r).mean()),
         "budgets_minus_radiomics": float((b - r).mean()),
+        "stacked_minus_radiomics": float((st - r).mean()),
+        "stacked_minus_budgets": float((st - b).mean()),
+        "stacked_minus_gated": float((st - g).mean()),
+        "stacked_lost_to_radiomics": int((st < r).sum()),
+        "budgets3_minus_budgets": float((b3 - b).mean()),
+        "budgets3_lost_to_budgets": int((b3 < b).sum()),
+        "budgets3_minus_radiomics": float((b3 - r).mean()),
     }
     result = {
         "run": str(run),

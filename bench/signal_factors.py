@@ -96,7 +96,9 @@ def cv_r2(
     steps: list[Any] = [SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")]
     if centers is not None:
         steps.append(ComBat(batches={str(k): str(v) for k, v in centers.items()}))
-    steps += [ClipQuantiles(clip), StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))]
+    if clip > 0:  # q = 0 clips nothing: skip the quantiles of every column
+        steps.append(ClipQuantiles(clip))
+    steps += [StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))]
     model = make_pipeline(*steps)
     pred = cross_val_predict(model, x, target, cv=KFold(5, shuffle=True, random_state=seed))
     return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
