@@ -28,8 +28,6 @@ method), every method is fitted on the training patients only and scored by its 
   the training patients, centres from the manifest's ``center`` column, stored as ``truth:center``); ``plain``,
   ``oracle`` and ``truth-lr`` are unchanged, so ``signal_compare.py`` against a run without it pairs the methods
   and checks the splits;
-* ``--budget-repeats N``: every rccgrade method with ``models.combined_budget_repeats: N`` (the budgeted
-  ``combined`` of ``rcc``/``ext``/``extnoise`` scores its budget vectors on an N-times repeated inner CV);
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
   perfect feature extractor.
@@ -254,12 +252,6 @@ def main() -> None:
         action="store_true",
         help="ComBat-harmonise every rccgrade method's sources by centre (models.selection.combat: true)",
     )
-    parser.add_argument(
-        "--budget-repeats",
-        type=int,
-        default=1,
-        help="repeats of the budget search's inner CV for every rccgrade method (models.combined_budget_repeats)",
-    )
     parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal.json")
     parser.add_argument("--table-only", action="store_true", help="regenerate signal.md from signal.json")
@@ -299,8 +291,6 @@ def main() -> None:
         "nested_oof": args.nested_oof,
         "combat": args.combat,
     }
-    if args.budget_repeats != 1:  # absent at the default, so runs written before the option still --append
-        settings["budget_repeats"] = args.budget_repeats
     result["settings"] = settings
     if args.append and args.out.exists():
         previous = json.loads(args.out.read_text())
@@ -392,11 +382,6 @@ def main() -> None:
         if args.combat:
             arm_runs = [
                 (tag, s.model_copy(update={"selection": s.selection.model_copy(update={"combat": True})}), extra, t)
-                for tag, s, extra, t in arm_runs
-            ]
-        if args.budget_repeats != 1:
-            arm_runs = [
-                (tag, s.model_copy(update={"combined_budget_repeats": args.budget_repeats}), extra, t)
                 for tag, s, extra, t in arm_runs
             ]
         print(f"{cohort}: {len(table)} patients, {args.splits} splits, runs {[r[0] for r in arm_runs]}", flush=True)

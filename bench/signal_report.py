@@ -175,7 +175,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
     lines = [
         "# bench/grade_signal.py: test AUC on repeated stratified 7:3 splits, paired",
         "",
-        f"Generated from `signal.json` ({result.get('finished_utc', '?')}, commit "
+        f"Generated from `{path.with_suffix('.json').name}` ({result.get('finished_utc', '?')}, commit "
         f"`{result.get('machine', {}).get('git_commit', '?')[:10]}`). {s.get('splits', '?')} splits per cohort "
         f"(seeds {s.get('split_seed', '?')}…), identical for every method. Differences are paired per split: "
         "mean ± SD (splits lost).",

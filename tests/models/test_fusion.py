@@ -139,38 +139,3 @@ def test_budget_scorer_setting_picks_the_arms_classifier(fast: Callable[..., Any
     assert fusion.budgeted_union([], auto, 3, "auto").scorer is None  # auto: choose on the proxy's budgets
     with pytest.raises(ValidationError):
         ModelSettings(combined_budget_scorer="forest")
-
-
-def test_repeated_budget_search_scores_every_repeat() -> None:
-    """With ``repeats`` > 1 a budget vector scores the mean AUC over all ``repeats × k`` folds of a
-    ``RepeatedStratifiedKFold`` (checked against a direct computation); the setting reaches the union."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import RepeatedStratifiedKFold
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    rng = np.random.default_rng(4)
-    n = 90
-    y = (rng.random(n) < 0.4).astype(np.int64)
-    frame = pd.DataFrame(
-        {"a:x": rng.normal(size=n) + 0.8 * y, "b:x": rng.normal(size=n) + 0.5 * y, "c:x": rng.normal(size=n)}
-    )
-    chain = Pipeline([("scale", StandardScaler().set_output(transform="pandas"))])
-    blocks = [(s, chain, frame[[f"{s}:x"]]) for s in ("a", "b", "c")]
-    chosen, trace = fusion.choose_budgets(blocks, y, [0, 1], cv=3, random_state=5, min_gain=0.0, repeats=4)
-    assert trace["repeats"] == 4 and trace["folds"] == 3
-    cols = [f"{s}:x" for s, b in chosen.items() if b]
-    aucs = []
-    for tr, va in RepeatedStratifiedKFold(n_splits=3, n_repeats=4, random_state=5).split(frame, y):
-        scale = StandardScaler().fit(frame.iloc[tr][cols])
-        model = LogisticRegression(C=1.0, max_iter=5000).fit(scale.transform(frame.iloc[tr][cols]), y[tr])
-        aucs.append(roc_auc_score(y[va], model.decision_function(scale.transform(frame.iloc[va][cols]))))
-    assert len(aucs) == 12
-    assert trace["score"] == pytest.approx(float(np.mean(aucs)), abs=1e-12)
-    _, once = fusion.choose_budgets(blocks, y, [0, 1], cv=3, random_state=5, min_gain=0.0)
-    assert once["repeats"] == 1 and once["score"] != trace["score"]
-    settings = ModelSettings(arms=["combined"], combined_budget_repeats=4)
-    assert fusion.budgeted_union([("a", "a:", chain)], settings, 0).repeats == 4
-    with pytest.raises(ValidationError):
-        ModelSettings(combined_budget_repeats=0)

@@ -47,7 +47,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from rccgrade.errors import ModelError
@@ -90,7 +90,6 @@ def budgeted_union(
         entries,
         budgets=tuple(settings.combined_budgets),
         cv=settings.combined_budget_cv,
-        repeats=settings.combined_budget_repeats,
         random_state=seed,
         min_gain=settings.combined_min_gain,
         method=settings.selection.correlation_method,
@@ -125,7 +124,6 @@ def choose_budgets(
     C: float = 1.0,
     method: str = "pearson",
     scorer: Any = None,
-    repeats: int = 1,
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Budget per source by inner CV (see the module docstring).
 
@@ -136,23 +134,17 @@ def choose_budgets(
         scorer: Unfitted classifier that scores a budget vector (None: ``LogisticRegression(C)``, the
             deliberate cheap proxy — see the module docstring; ``bench/budget_scorer.py`` measures how often
             a tree scorer would choose other budgets).
-        repeats: Repeats of the stratified k-fold CV (``RepeatedStratifiedKFold``, each with other folds); a
-            budget vector scores the mean AUC over all ``repeats × k`` folds. 1: one ``StratifiedKFold``.
 
     Returns:
-        ``(source → budget, trace)``; ``trace`` holds ``score`` (inner-CV AUC of the chosen budgets),
-        ``path`` (the accepted budget vectors with their scores), ``folds`` and ``repeats``.
+        ``(source → budget, trace)``; ``trace`` holds ``score`` (inner-CV AUC of the chosen budgets) and
+        ``path`` (the accepted budget vectors with their scores).
     """
     budgets = sorted({int(b) for b in budgets} | {0})
     top = max(budgets)
     n_splits = int(min(cv, np.bincount(y, minlength=2).min()))
     if n_splits < 2:
         raise ModelError("choosing the source budgets needs at least 2 training patients of each class")
-    if repeats == 1:
-        splitter: Any = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
-    else:
-        splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=int(repeats), random_state=random_state)
-    folds = list(splitter.split(np.zeros(len(y)), y))
+    folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))
     names = [name for name, _, _ in blocks]
     ranked: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     for tr, va in folds:
@@ -190,8 +182,7 @@ def choose_budgets(
             break
         current, best = cand, score(cand)
         path.append({"budgets": dict(zip(names, current, strict=True)), "score": best})
-    trace = {"score": best, "path": path, "folds": n_splits, "repeats": int(repeats)}
-    return dict(zip(names, current, strict=True)), trace
+    return dict(zip(names, current, strict=True)), {"score": best, "path": path, "folds": n_splits}
 
 
 class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
@@ -203,7 +194,6 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         cv: Folds of the inner CV.
         random_state: Seed of the inner folds.
         min_gain: Inner-CV AUC a change must add to be accepted.
-        repeats: Repeats of the inner CV (each with other folds; see :func:`choose_budgets`).
         C: Inverse ridge strength of the scoring logistic regression.
         method: Correlation of the mRMR ranking (``pearson`` or ``spearman``).
         scorer: Unfitted classifier scoring the budgets instead of the logistic regression (None: logistic).
@@ -227,12 +217,10 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
         C: float = 1.0,
         method: str = "pearson",
         scorer: Any = None,
-        repeats: int = 1,
     ) -> None:
         super().__init__(transformers)
         self.budgets = budgets
         self.cv = cv
-        self.repeats = repeats
         self.random_state = random_state
         self.min_gain = min_gain
         self.C = C
@@ -260,7 +248,6 @@ class BudgetedSourceUnion(BinaryTargetMixin, SourceUnion):
                 C=self.C,
                 method=self.method,
                 scorer=self.scorer,
-                repeats=self.repeats,
             )
             log.info("combined: source budgets %s (inner-CV AUC %.3f)", chosen, trace["score"])
         except ModelError as exc:  # too few patients for the inner CV (a small fold): every source, no budget

@@ -57,8 +57,6 @@ class ModelSettings(BaseModel):
             corrected resampled t-test, :func:`rccgrade.stats.corrected_resampled_ttest`).
         combined_budgets: Budgets a source may get (0 = leave the source out).
         combined_budget_cv: Folds of the inner CV that chooses the budgets (or gates the sources).
-        combined_budget_repeats: Repeats of the budget search's inner k-fold CV (each with other folds; a budget
-            vector scores its mean AUC over all of them). 1 (the default): one k-fold CV.
         combined_min_gain: Inner-CV AUC a change of budget must add to be accepted (favours fewer features).
         combined_budget_scorer: What scores the budgets: ``logistic`` (an L2 logistic regression whatever the
             arm's classifier: a cheap proxy, see :mod:`rccgrade.models.fusion`) or ``arm`` (the arm's own
@@ -98,7 +96,6 @@ class ModelSettings(BaseModel):
     combined_gate_repeats: int = Field(3, ge=1)
     combined_budgets: list[int] = [0, 1, 2, 4, 8, 16]
     combined_budget_cv: int = Field(5, ge=2)
-    combined_budget_repeats: int = Field(1, ge=1)
     combined_min_gain: float = Field(0.005, ge=0, lt=0.5)
     combined_budget_scorer: Literal["logistic", "arm"] = "logistic"
 

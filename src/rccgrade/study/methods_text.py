@@ -189,8 +189,7 @@ def fusion_methods(mod: ModelSettings, fusion: Mapping[str, Mapping[str, Any]] |
         text = (
             "Combined arm: each source contributed at most a budget of its selected features (mRMR order), the "
             f"budgets ({', '.join(str(b) for b in mod.combined_budgets)}; 0 leaves a source out) chosen by "
-            + (f"{mod.combined_budget_repeats}-times repeated " if mod.combined_budget_repeats > 1 else "")
-            + f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (greedy search, minimum "
+            f"{mod.combined_budget_cv}-fold inner cross-validation on the training patients (greedy search, minimum "
             f"gain {mod.combined_min_gain:g} AUC, scored by "
             + (
                 "the arm's own classifier, untuned)"
