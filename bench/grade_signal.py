@@ -30,7 +30,10 @@ method), every method is fitted on the training patients only and scored by its 
   and checks the splits;
 * ``oracle``: the generator's own ``p_high`` (no fitting); ``truth-lr``: a plain logistic regression on the
   generator's true phenotype (the eight ``z_*`` factors), fitted on the training split — the ceiling of a
-  perfect feature extractor.
+  perfect feature extractor; ``factor-route`` (method ``route``): what the features hold when the learner knows
+  what to look for — a ridge per true factor from every feature (the extended tables' when given), fitted on the
+  training split, then a plain logistic regression on the training patients' out-of-fold predicted factors
+  (``bench.signal_factors.fit_predict_factor_route``; test patients' factors are never used).
 
 Reported per cohort and method: mean and SD of the test AUC over the splits, the paired difference against
 ``plain`` (and ``plain+clin`` for arms that use clinical data): mean ± SD and the number of splits it loses,
@@ -175,6 +178,12 @@ def run_split(job: dict[str, Any]) -> list[dict[str, Any]]:
         z = table[[c for c in table.columns if c.startswith("truth:z_")]]
         add("truth-lr", fit_predict_lr(z.loc[tr], y.loc[tr], z.loc[te]), t0)
     features = table[[c for c in table.columns if c.split(":", 1)[0] in ("rad", "clin", "kin")]]
+    if "route" in methods:
+        from bench.signal_factors import fit_predict_factor_route
+
+        t0 = time.perf_counter()
+        z = table[[c for c in table.columns if c.startswith("truth:z_")]]
+        add("factor-route", fit_predict_factor_route(features.loc[tr], z.loc[tr], y.loc[tr], features.loc[te]), t0)
     for tag, settings, extra in job["arm_runs"]:
         x = features if extra is None else features.join(extra)
         centers = table["truth:center"] if settings.selection.combat else None  # --combat
@@ -295,7 +304,8 @@ def main() -> None:
     if args.append and args.out.exists():
         previous = json.loads(args.out.read_text())
         free = ("methods", "workers")  # a later run may add methods to a cohort's splits (its records join)
-        old = {k: v for k, v in previous.get("settings", {}).items() if k not in free}
+        since = {"combat": False}  # settings added later, at the value runs written before them had
+        old = {k: v for k, v in {**since, **previous.get("settings", {})}.items() if k not in free}
         if old != {k: v for k, v in settings.items() if k not in free}:
             raise SystemExit(f"--append: {args.out} was written with other settings: {previous.get('settings')}")
         settings["methods"] = sorted(set(previous["settings"]["methods"]) | methods)
@@ -379,6 +389,9 @@ def main() -> None:
                         extgn = with_noise(ext.model_copy(update=gated), singles)
                         extgn = extgn.model_copy(update={"arms": [*singles, "deep:noise", "combined"]})
                         arm_runs.append(("extgnoise", extgn, noise, ext_rows))
+        route_table = None  # factor-route: every feature of the extended tables (the paper's without them)
+        if "route" in methods:
+            route_table = table if ext_table is None else ext_table.reindex(table.index)
         if args.combat:
             arm_runs = [
                 (tag, s.model_copy(update={"selection": s.selection.model_copy(update={"combat": True})}), extra, t)
@@ -392,6 +405,8 @@ def main() -> None:
         for s in splits:
             if methods & {"plain", "truth"}:
                 jobs.append({"table": table, "split": s, "methods": methods & {"plain", "truth"}, "arm_runs": []})
+            if "route" in methods and route_table is not None:
+                jobs.append({"table": route_table, "split": s, "methods": {"route"}, "arm_runs": []})
             jobs += [
                 {"table": run_table, "split": s, "methods": set(), "arm_runs": [(tag, run_settings, extra)]}
                 for tag, run_settings, extra, run_table in arm_runs
@@ -401,13 +416,14 @@ def main() -> None:
             earlier = result["cohorts"][cohort]
             if earlier["split_seeds"] != [s["seed"] for s in splits]:
                 raise SystemExit(f"--append: {cohort} was measured on other splits")
-            rerun = {f"{tag}:" for tag, *_ in arm_runs} | {m for m in ("plain", "truth") if m in methods}
+            rerun = {f"{tag}:" for tag, *_ in arm_runs} | {m for m in ("plain", "truth", "route") if m in methods}
             records = [
                 r
                 for r in earlier["records"]
                 if not any(r["method"].startswith(t) for t in rerun if t.endswith(":"))
                 and not ({"plain", "plain+clin"} & {r["method"]} and "plain" in rerun)
                 and not ({"oracle", "truth-lr"} & {r["method"]} and "truth" in rerun)
+                and not (r["method"] == "factor-route" and "route" in rerun)
             ]
         # ordered generator: the JSON and table are rewritten after every finished split (a run stopped by a
         # deadline keeps what it measured; ``n_splits`` per method says how many)

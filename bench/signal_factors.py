@@ -104,6 +104,44 @@ def cv_r2(
     return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
 
 
+def _ridge() -> Any:
+    """Median imputation, z-scoring and ``RidgeCV`` over 12 alphas (the diagnostic's regression)."""
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")
+    return make_pipeline(imputer, StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
+
+
+def fit_predict_factor_route(
+    x_train: pd.DataFrame, z_train: pd.DataFrame, y_train: pd.Series, x_test: pd.DataFrame, seed: int = 0
+) -> np.ndarray:
+    """A two-stage model that knows what to look for: what the features hold, given the right targets.
+
+    Stage 1: one ridge regression (:func:`_ridge`) per true factor, from every feature column to the factor,
+    fitted on the training patients. Stage 2: a plain logistic regression (z-scored, C = 1) on the training
+    patients' **out-of-fold** predicted factors (5 shuffled folds, ``seed``), applied to the test patients'
+    factors predicted by the ridges fitted on all training patients. The true factors of test patients are
+    never used. It is a diagnostic, not a method: no real cohort has the factors.
+
+    Args:
+        x_train: (train patients, features) feature columns (``numeric`` is applied).
+        z_train: (train patients, factors) the true factors of the training patients.
+        y_train: (train patients,) 0/1 labels.
+        x_test: (test patients, features) the same columns.
+        seed: Seed of the out-of-fold split.
+
+    Returns:
+        (test patients,) probabilities of the positive class.
+    """
+    from bench.signal_chain import fit_predict_lr
+
+    xtr, xte = numeric(x_train), numeric(x_test)
+    folds = KFold(5, shuffle=True, random_state=seed)
+    oof, test = {}, {}
+    for factor in z_train.columns:
+        oof[factor] = cross_val_predict(_ridge(), xtr, z_train[factor], cv=folds)
+        test[factor] = _ridge().fit(xtr, z_train[factor]).predict(xte)
+    return fit_predict_lr(pd.DataFrame(oof, index=xtr.index), y_train, pd.DataFrame(test, index=xte.index))
+
+
 def cv_auc(x: pd.DataFrame, y: pd.Series, seed: int = 0) -> float:
     """Out-of-fold AUC of a plain logistic regression (z-scored)."""
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))

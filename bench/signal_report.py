@@ -141,6 +141,10 @@ POOLED = (
     ("paper:radiomics", "plain"),
     ("noise:combined", "paper:combined"),
     ("extnoise:stacked", "ext:stacked"),
+    ("factor-route", "extdense:combined"),
+    ("factor-route", "extg:combined"),
+    ("factor-route", "plain"),
+    ("truth-lr", "factor-route"),
 )
 """The comparisons pooled over every cohort (``pooled``)."""
 
