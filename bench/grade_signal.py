@@ -391,7 +391,8 @@ def main() -> None:
                         arm_runs.append(("extgnoise", extgn, noise, ext_rows))
         route_table = None  # factor-route: every feature of the extended tables (the paper's without them)
         if "route" in methods:
-            route_table = table if ext_table is None else ext_table.reindex(table.index)
+            whole = ext_table is not None and set(table.index) <= set(ext_table.index)
+            route_table = ext_table.loc[table.index] if whole else table  # never imputes a missing patient
         if args.combat:
             arm_runs = [
                 (tag, s.model_copy(update={"selection": s.selection.model_copy(update={"combat": True})}), extra, t)
