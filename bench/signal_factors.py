@@ -57,6 +57,13 @@ def numeric(x: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=x.index).replace([np.inf, -np.inf], np.nan)
 
 
+def _ridge(*between: Any) -> Any:
+    """The diagnostic's regression: median imputation, the ``between`` steps (ComBat, clipping), z-scoring and
+    ``RidgeCV`` over 12 alphas."""
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")
+    return make_pipeline(imputer, *between, StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
+
+
 class ClipQuantiles(TransformerMixin, BaseEstimator):
     """Clip every column at its training ``q`` and ``1 − q`` quantiles (``q = 0``: no clipping).
 
@@ -93,21 +100,13 @@ def cv_r2(
     """
     from rccgrade.features.harmonize import ComBat
 
-    steps: list[Any] = [SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")]
+    steps: list[Any] = []
     if centers is not None:
         steps.append(ComBat(batches={str(k): str(v) for k, v in centers.items()}))
     if clip > 0:  # q = 0 clips nothing: skip the quantiles of every column
         steps.append(ClipQuantiles(clip))
-    steps += [StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))]
-    model = make_pipeline(*steps)
-    pred = cross_val_predict(model, x, target, cv=KFold(5, shuffle=True, random_state=seed))
+    pred = cross_val_predict(_ridge(*steps), x, target, cv=KFold(5, shuffle=True, random_state=seed))
     return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
-
-
-def _ridge() -> Any:
-    """Median imputation, z-scoring and ``RidgeCV`` over 12 alphas (the diagnostic's regression)."""
-    imputer = SimpleImputer(strategy="median", keep_empty_features=True).set_output(transform="pandas")
-    return make_pipeline(imputer, StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
 
 
 def fit_predict_factor_route(
