@@ -309,3 +309,53 @@ def test_signal_compare_pools_every_split_of_every_cohort() -> None:
     assert compare_pooled(merged, base, ["a", "b"])["m"] == pooled["m"]
     with pytest.raises(SystemExit, match="two of the runs"):
         merge_runs([merged, run({"a": {"m": [0.5, 0.5]}})])
+
+
+def test_top_correlated_keeps_the_largest_absolute_correlations() -> None:
+    """Catches a signed (not absolute) correlation, which drops a strongly anti-correlated column, and columns
+    returned out of their order."""
+    from bench.signal_learners import TopCorrelated
+
+    rng = np.random.default_rng(5)
+    n = 200
+    y = (rng.random(n) < 0.4).astype(int)
+    x = rng.standard_normal((n, 12))
+    x[:, 3] -= 2.0 * y  # strongly anti-correlated
+    x[:, 8] += 1.0 * y
+    x[:, 10] += 0.5 * y
+    r = np.array([abs(np.corrcoef(x[:, j], y)[0, 1]) for j in range(x.shape[1])])
+    expected = np.sort(np.argsort(-r)[:3])
+    got = TopCorrelated(3).fit(x, y)
+    assert list(got.keep_) == list(expected) == [3, 8, 10]
+    np.testing.assert_array_equal(got.transform(x[:5]), x[:5, expected])
+
+
+def test_pls_score_equals_a_hand_computed_one_component_pls() -> None:
+    """PLS1 with one component: weight w = Xcᵀ yc, score t = Xc w, prediction ȳ + t (tᵀ yc)/(tᵀ t); the test
+    patients are centred with the training means. Catches scores of the wrong sign, test data centred on itself
+    and a decision threshold other than the 0/1 label's midpoint."""
+    from bench.signal_learners import PLSScore
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((150, 7)) + 3.0
+    y = np.where(x[:, 0] - x[:, 2] + 0.5 * rng.standard_normal(150) > 0, "high", "low")
+    tr, te = slice(0, 110), slice(110, 150)
+    target = (y[tr] == "low").astype(float)  # the second class in sorted order is the positive one
+    mu = x[tr].mean(axis=0)
+    xc, yc = x[tr] - mu, target - target.mean()
+    w = xc.T @ yc
+    t = xc @ w
+    pred = target.mean() + ((x[te] - mu) @ w) * (t @ yc) / (t @ t)
+    model = PLSScore(1).fit(x[tr], y[tr])
+    np.testing.assert_allclose(model.decision_function(x[te]), pred - 0.5, rtol=1e-8, atol=1e-10)
+    assert list(model.predict(x[te])) == list(np.where(pred > 0.5, "low", "high"))
+
+
+@pytest.mark.parametrize("name", ["PLSScore", "TopCorrelated"])
+def test_signal_learners_estimators_pass_check_estimator(name: str) -> None:
+    from bench import signal_learners
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_estimator(getattr(signal_learners, name)())
