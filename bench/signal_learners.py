@@ -17,7 +17,13 @@ hyper-parameter chosen by 5-fold CV AUC on the training patients) and scored on 
 * ``spca``: supervised PCA (Bair et al. 2006): the m ∈ {30, 100, 300} features most correlated with the label,
   their first k ∈ {2, 4, 8, 16} principal components, a logistic regression;
 * ``pca``: the first k ∈ {8, 16, 32, 64} principal components of every feature, a logistic regression
-  (unsupervised latent factors).
+  (unsupervised latent factors);
+* ``ridge-clip``: ``ridge`` with every feature clipped at its training 1st and 99th percentiles before
+  z-scoring (:class:`bench.signal_factors.ClipQuantiles`; heavy-tailed radiomics features);
+* ``ridge-quantile``: ``ridge`` on features mapped to normal scores by their training quantiles
+  (``QuantileTransformer``, 200 quantiles);
+* ``lightgbm``: rccgrade's ``classifier: lightgbm`` (balanced class weights) with its built-in grid, on every
+  feature (a non-linear learner).
 
 The hand-written chain (``plain``), ``extdense:combined``, ``extg:combined`` and ``factor-route`` are read from
 ``bench/results/signal.json`` (the same splits). Every comparison is paired on the split. Writes
@@ -44,9 +50,9 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench.grade_signal import COHORTS, ROOT, load_cohort, machine_info, make_splits  # noqa: E402
+from bench.grade_signal import COHORTS, DENSE_CS, ROOT, load_cohort, machine_info, make_splits  # noqa: E402
 from bench.signal_curve import ridge_lr  # noqa: E402
-from bench.signal_factors import numeric  # noqa: E402
+from bench.signal_factors import ClipQuantiles, numeric  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin  # noqa: E402
 from sklearn.cross_decomposition import PLSRegression  # noqa: E402
@@ -56,11 +62,11 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV  # noq
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.preprocessing import QuantileTransformer, StandardScaler  # noqa: E402
 from sklearn.utils.multiclass import unique_labels  # noqa: E402
 from sklearn.utils.validation import check_is_fitted, validate_data  # noqa: E402
 
-LEARNERS = ("ridge", "lasso", "enet", "ridge+lasso", "pls", "spca", "pca")
+LEARNERS = ("ridge", "lasso", "enet", "ridge+lasso", "pls", "spca", "pca", "ridge-clip", "ridge-quantile", "lightgbm")
 REFERENCES = ("plain", "extdense:combined", "extg:combined", "factor-route")
 
 
@@ -153,6 +159,17 @@ def learner(name: str) -> Any:
     if name == "pca":
         model = make_pipeline(*_pre(), PCA(random_state=0), StandardScaler(), lr)
         return GridSearchCV(model, {"pca__n_components": [8, 16, 32, 64]}, cv=cv, scoring="roc_auc")
+    if name in ("ridge-clip", "ridge-quantile"):
+        imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+        ridge = LogisticRegressionCV(Cs=DENSE_CS, cv=5, scoring="roc_auc", max_iter=5000)
+        if name == "ridge-clip":
+            return make_pipeline(imputer, ClipQuantiles(0.01), StandardScaler(), ridge)
+        normal = QuantileTransformer(n_quantiles=200, output_distribution="normal", random_state=0)
+        return make_pipeline(imputer, normal, StandardScaler(), ridge)
+    if name == "lightgbm":
+        from rccgrade.models.classifiers import default_grid, make_classifier
+
+        return GridSearchCV(make_classifier("lightgbm", seed=0), default_grid("lightgbm"), cv=cv, scoring="roc_auc")
     raise ValueError(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
 
 
