@@ -76,7 +76,8 @@ class ClipQuantiles(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> ClipQuantiles:
         arr = np.asarray(X, dtype=float)
-        self.low_, self.high_ = np.nanquantile(arr, [self.q, 1 - self.q], axis=0)
+        if self.q > 0:  # q = 0 clips nothing: no quantiles to compute
+            self.low_, self.high_ = np.nanquantile(arr, [self.q, 1 - self.q], axis=0)
         self.n_features_in_ = arr.shape[1]
         return self
 

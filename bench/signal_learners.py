@@ -53,6 +53,7 @@ import pandas as pd  # noqa: E402
 from bench.grade_signal import COHORTS, DENSE_CS, ROOT, load_cohort, machine_info, make_splits  # noqa: E402
 from bench.signal_curve import ridge_lr  # noqa: E402
 from bench.signal_factors import ClipQuantiles, numeric  # noqa: E402
+from bench.signal_report import diff_stats, format_diff  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin  # noqa: E402
 from sklearn.cross_decomposition import PLSRegression  # noqa: E402
@@ -203,10 +204,6 @@ def run_cohort(table: pd.DataFrame, splits: int, learners: tuple[str, ...]) -> l
     return rows
 
 
-def _paired(d: pd.Series) -> dict[str, Any]:
-    return {"mean": float(d.mean()), "sd": float(d.std(ddof=1)), "lost": int((d < 0).sum()), "n": len(d)}
-
-
 def summary(frame: pd.DataFrame, learners: tuple[str, ...]) -> dict[str, Any]:
     """Per learner: mean test AUC per cohort, and paired differences pooled over every split against ``ridge``,
     the references and ``factor-route`` (what the features hold when the learner knows what to look for)."""
@@ -215,7 +212,7 @@ def summary(frame: pd.DataFrame, learners: tuple[str, ...]) -> dict[str, Any]:
         row: dict[str, Any] = {"auc": {c: float(g[name].mean()) for c, g in frame.groupby("cohort")}}
         for ref in ("ridge", *REFERENCES):
             if ref != name and ref in frame:
-                row[f"vs {ref}"] = _paired(frame[name] - frame[ref])
+                row[f"vs {ref}"] = diff_stats(frame[name] - frame[ref])
         out[name] = row
     return out
 
@@ -232,12 +229,9 @@ def markdown(result: dict[str, Any], source: str) -> str:
         "|---|" + "---|" * (len(cohorts) + 4),
     ]
 
-    def pm(d: dict[str, Any] | None) -> str:
-        return "–" if d is None else f"{d['mean']:+.3f} ± {d['sd']:.3f} ({d['lost']}/{d['n']})"
-
     for name, row in result["summary"].items():
         aucs = " | ".join(f"{row['auc'].get(c, float('nan')):.3f}" for c in cohorts)
-        refs = [pm(row.get(f"vs {r}")) for r in ("ridge", "plain", "extg:combined", "factor-route")]
+        refs = [format_diff(row.get(f"vs {r}")) for r in ("ridge", "plain", "extg:combined", "factor-route")]
         lines.append(f"| {name} | {aucs} | " + " | ".join(refs) + " |")
     machine = result["machine"]
     where = f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, commit `{machine.get('git_commit', '')[:10]}`"

@@ -26,13 +26,15 @@ def paired(records: list[dict[str, Any]], a: str, b: str) -> dict[str, Any] | No
     d = (wide[a] - wide[b]).dropna()
     if d.empty:
         return None
-    return {
-        "mean": float(d.mean()),
-        "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-        "min": float(d.min()),
-        "lost": int((d < 0).sum()),
-        "n": len(d),
-    }
+    return {**diff_stats(d), "min": float(d.min())}
+
+
+def diff_stats(diffs: Any) -> dict[str, Any]:
+    """Paired differences (one per split, any 1-D sequence): mean, SD (ddof 1; 0 for one split), splits lost
+    (difference < 0) and the number of splits."""
+    d = np.asarray(diffs, dtype=float)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    return {"mean": float(d.mean()), "sd": sd, "lost": int((d < 0).sum()), "n": len(d)}
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -163,13 +165,12 @@ def pooled(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = POOLED) 
             if a in wide and b in wide:
                 diffs += list((wide[a] - wide[b]).dropna())
         if diffs:
-            d = np.asarray(diffs)
-            sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-            rows.append({"a": a, "b": b, "mean": float(d.mean()), "sd": sd, "lost": int((d < 0).sum()), "n": len(d)})
+            rows.append({"a": a, "b": b, **diff_stats(diffs)})
     return rows
 
 
-def _pm(d: dict[str, Any] | None) -> str:
+def format_diff(d: dict[str, Any] | None) -> str:
+    """``+0.012 ± 0.034 (3/10 lost)`` for a :func:`diff_stats` record; ``–`` for None."""
     return "–" if not d else f"{d['mean']:+.3f} ± {d['sd']:.3f} ({d['lost']}/{d['n']} lost)"
 
 
@@ -199,9 +200,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         ]
         for m, r in c["summary"].items():
             lines.append(
-                f"| {m} | {r['auc_mean']:.3f} ± {r['auc_sd']:.3f} | {_pm(r.get('vs_plain'))} | "
-                f"{_pm(r.get('vs_plain_clin'))} | {_pm(r.get('vs_oracle'))} | {_pm(r.get('vs_truth_lr'))} | "
-                f"{r['seconds_per_split']:.1f} |"
+                f"| {m} | {r['auc_mean']:.3f} ± {r['auc_sd']:.3f} | "
+                + " | ".join(format_diff(r.get(k)) for k in ("vs_plain", "vs_plain_clin", "vs_oracle", "vs_truth_lr"))
+                + f" | {r['seconds_per_split']:.1f} |"
             )
         lines.append("")
     rows = pooled(result)
