@@ -170,7 +170,9 @@ def learner(name: str) -> Any:
     if name == "lightgbm":
         from rccgrade.models.classifiers import default_grid, make_classifier
 
-        return GridSearchCV(make_classifier("lightgbm", seed=0), default_grid("lightgbm"), cv=cv, scoring="roc_auc")
+        grid = {f"balancedlgbmclassifier__{k}": v for k, v in default_grid("lightgbm").items()}
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), make_classifier("lightgbm"))
+        return GridSearchCV(model, grid, cv=cv, scoring="roc_auc")
     raise ValueError(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
 
 
