@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any  # noqa: E402
@@ -145,10 +146,16 @@ def learner(name: str) -> Any:
     if name == "ridge":
         return ridge_lr()
     if name == "lasso":
-        kw: dict[str, Any] = {"penalty": "l1", "solver": "liblinear", "Cs": list(np.logspace(-2.5, 0, 8))}
+        kw: dict[str, Any] = {
+            "penalty": "l1",
+            "solver": "liblinear",
+            "Cs": list(np.logspace(-2.5, 0, 8)),
+            "random_state": 0,
+        }
         return make_pipeline(*_pre(), LogisticRegressionCV(cv=cv, scoring="roc_auc", max_iter=5000, **kw))
     if name == "enet":
         kw = {"penalty": "elasticnet", "solver": "saga", "l1_ratios": [0.1, 0.5], "Cs": list(np.logspace(-3, 0, 7))}
+        kw["random_state"] = 0
         return make_pipeline(*_pre(), LogisticRegressionCV(cv=cv, scoring="roc_auc", max_iter=3000, tol=1e-3, **kw))
     if name == "pls":
         grid = {"plsscore__n_components": [1, 2, 3, 4, 6, 8]}
@@ -182,28 +189,36 @@ def _score(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.decision_function(x))
 
 
-def run_cohort(table: pd.DataFrame, splits: int, learners: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One record per split: the test AUC of each learner and its seconds."""
+def _fit_split(x: pd.DataFrame, y: pd.Series, sp: dict[str, Any], learners: tuple[str, ...]) -> dict[str, Any]:
+    """The test AUC (and seconds, chosen parameters) of each learner on one split."""
+    warnings.simplefilter("ignore")
+    tr, te = sp["train"], sp["test"]
+    row: dict[str, Any] = {"split": sp["k"]}
+    scores = {}
+    for name in [n for n in learners if n != "ridge+lasso"]:
+        t0 = time.perf_counter()
+        model = learner(name).fit(x.loc[tr].to_numpy(), y.loc[tr].to_numpy())
+        scores[name] = _score(model, x.loc[te].to_numpy())
+        row[name] = float(roc_auc_score(y.loc[te], scores[name]))
+        row[f"{name}_seconds"] = time.perf_counter() - t0
+        if hasattr(model, "best_params_"):
+            row[f"{name}_params"] = model.best_params_
+    if "ridge+lasso" in learners:
+        row["ridge+lasso"] = float(roc_auc_score(y.loc[te], rankdata(scores["ridge"]) + rankdata(scores["lasso"])))
+    print(f"split {sp['k']}", {k: round(v, 3) for k, v in row.items() if k in learners}, flush=True)
+    return row
+
+
+def run_cohort(table: pd.DataFrame, splits: int, learners: tuple[str, ...], workers: int = 1) -> list[dict[str, Any]]:
+    """One record per split (in split order, whatever ``workers``): the test AUC of each learner and its seconds."""
+    from joblib import Parallel, delayed
+
+    # worker processes import bench.signal_learners: give them the repository root (as bench/grade_signal.py does)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     y = table["label"].astype(int)
     x = numeric(table[[c for c in table.columns if c.startswith(("rad:", "kin:", "clin:"))]])
-    rows = []
-    for sp in make_splits(y, splits, 1000):
-        tr, te = sp["train"], sp["test"]
-        row: dict[str, Any] = {"split": sp["k"]}
-        scores = {}
-        for name in [n for n in learners if n != "ridge+lasso"]:
-            t0 = time.perf_counter()
-            model = learner(name).fit(x.loc[tr].to_numpy(), y.loc[tr].to_numpy())
-            scores[name] = _score(model, x.loc[te].to_numpy())
-            row[name] = float(roc_auc_score(y.loc[te], scores[name]))
-            row[f"{name}_seconds"] = time.perf_counter() - t0
-            if hasattr(model, "best_params_"):
-                row[f"{name}_params"] = model.best_params_
-        if "ridge+lasso" in learners:
-            row["ridge+lasso"] = float(roc_auc_score(y.loc[te], rankdata(scores["ridge"]) + rankdata(scores["lasso"])))
-        rows.append(row)
-        print(f"split {sp['k']}", {k: round(v, 3) for k, v in row.items() if k in learners}, flush=True)
-    return rows
+    jobs = (delayed(_fit_split)(x, y, sp, learners) for sp in make_splits(y, splits, 1000))
+    return list(Parallel(n_jobs=workers)(jobs))
 
 
 def summary(frame: pd.DataFrame, learners: tuple[str, ...]) -> dict[str, Any]:
@@ -248,6 +263,7 @@ def main() -> None:
     parser.add_argument("--cohorts", default=",".join(COHORTS))
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--learners", default=",".join(LEARNERS))
+    parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--signal", type=Path, default=ROOT / "bench/results/signal.json")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_learners.json")
     args = parser.parse_args()
@@ -265,7 +281,7 @@ def main() -> None:
             print(f"{cohort}: no feature tables, left out", flush=True)
             continue
         print(cohort, flush=True)
-        rows = run_cohort(table, args.splits, learners)
+        rows = run_cohort(table, args.splits, learners, args.workers)
         ref = {(r["split"], r["method"]): r["auc"] for r in signal["cohorts"].get(cohort, {}).get("records", [])}
         for row in rows:
             row.update({m: ref[(row["split"], m)] for m in REFERENCES if (row["split"], m) in ref})
