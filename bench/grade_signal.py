@@ -62,6 +62,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -97,6 +98,26 @@ def load_cohort(cache: Path, cohort: str, tag: str) -> pd.DataFrame | None:
     if table.index.has_duplicates:
         raise ValueError(f"{cohort}: a patient appears in two chunks")
     return table.sort_index()
+
+
+def add_table_args(parser: Any, out: str, cache: str = "/work/bench_cache/s5") -> None:
+    """The options of the scripts that read the cached feature tables: ``--cache``, ``--tag``, ``--cohorts``
+    (comma-separated) and ``--out`` (default ``bench/results/<out>``)."""
+    parser.add_argument("--cache", type=Path, default=Path(cache))
+    parser.add_argument("--tag", default="extdemo")
+    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results" / out)
+
+
+def cohort_tables(cache: Path, cohorts: str, tag: str) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(cohort, table)`` for each comma-separated cohort whose feature tables exist (:func:`load_cohort`); a
+    cohort without tables is left out, and says so."""
+    for cohort in cohorts.split(","):
+        table = load_cohort(cache, cohort, tag)
+        if table is None:
+            print(f"{cohort}: no feature tables, left out", flush=True)
+            continue
+        yield cohort, table
 
 
 def feature_costs(cache: Path, cohort: str, tag: str) -> list[dict[str, Any]]:

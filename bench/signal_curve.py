@@ -32,7 +32,7 @@ import warnings  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pandas as pd  # noqa: E402
-from bench.grade_signal import COHORTS, DENSE_CS, ROOT, load_cohort, machine_info, make_splits  # noqa: E402
+from bench.grade_signal import DENSE_CS, add_table_args, cohort_tables, machine_info, make_splits  # noqa: E402
 from bench.signal_factors import fit_predict_factor_route, numeric  # noqa: E402
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegressionCV  # noqa: E402
@@ -77,21 +77,14 @@ def curve(table: pd.DataFrame, splits: int, fractions: tuple[float, ...]) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/s5"))
-    parser.add_argument("--tag", default="extdemo")
-    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    add_table_args(parser, "signal_curve.json")
     parser.add_argument("--splits", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_curve.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "signal_curve", "tag": args.tag, "cohorts": {}, "summary": {}}
     every = []
-    for cohort in args.cohorts.split(","):
-        table = load_cohort(args.cache, cohort, args.tag)
-        if table is None:
-            print(f"{cohort}: no feature tables, left out", flush=True)
-            continue
+    for cohort, table in cohort_tables(args.cache, args.cohorts, args.tag):
         rows = curve(table, args.splits, (0.5, 1.0))
         result["cohorts"][cohort] = rows
         every += [{"cohort": cohort, **r} for r in rows]

@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench.grade_signal import COHORTS, ROOT, load_cohort, machine_info  # noqa: E402
+from bench.grade_signal import add_table_args, cohort_tables, machine_info  # noqa: E402
 from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegression, RidgeCV  # noqa: E402
@@ -207,12 +207,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/s4"))
-    parser.add_argument("--tag", default="extdemo")
-    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    add_table_args(parser, "signal_factors.json", cache="/work/bench_cache/s4")
     parser.add_argument("--clip", type=float, default=0.0, help="clip features at training quantiles q, 1 - q")
     parser.add_argument("--combat", action="store_true", help="ComBat by centre inside each training fold")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_factors.json")
     args = parser.parse_args()
     t0 = time.perf_counter()
     result: dict[str, Any] = {
@@ -222,11 +219,7 @@ def main() -> None:
         "combat": args.combat,
         "cohorts": {},
     }
-    for cohort in args.cohorts.split(","):
-        table = load_cohort(args.cache, cohort, args.tag)
-        if table is None:
-            print(f"{cohort}: no feature tables, left out", flush=True)
-            continue
+    for cohort, table in cohort_tables(args.cache, args.cohorts, args.tag):
         result["cohorts"][cohort] = factors(table, clip=args.clip, combat=args.combat)
     result["seconds"] = time.perf_counter() - t0
     result["machine"] = machine_info()

@@ -51,7 +51,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench.grade_signal import COHORTS, DENSE_CS, ROOT, load_cohort, machine_info, make_splits  # noqa: E402
+from bench.grade_signal import DENSE_CS, ROOT, add_table_args, cohort_tables, machine_info, make_splits  # noqa: E402
 from bench.signal_curve import ridge_lr  # noqa: E402
 from bench.signal_factors import ClipQuantiles, numeric  # noqa: E402
 from bench.signal_report import diff_stats, format_diff  # noqa: E402
@@ -258,14 +258,11 @@ def markdown(result: dict[str, Any], source: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=Path("/work/bench_cache/s5"))
-    parser.add_argument("--tag", default="extdemo")
-    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    add_table_args(parser, "signal_learners.json")
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--learners", default=",".join(LEARNERS))
     parser.add_argument("--workers", type=int, default=1, help="splits fitted in parallel (processes)")
     parser.add_argument("--signal", type=Path, default=ROOT / "bench/results/signal.json")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/signal_learners.json")
     args = parser.parse_args()
     learners = tuple(args.learners.split(","))
     if "ridge+lasso" in learners and not {"ridge", "lasso"} <= set(learners):
@@ -275,11 +272,7 @@ def main() -> None:
     t0 = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "signal_learners", "tag": args.tag, "splits": args.splits, "cohorts": {}}
     every = []
-    for cohort in args.cohorts.split(","):
-        table = load_cohort(args.cache, cohort, args.tag)
-        if table is None:
-            print(f"{cohort}: no feature tables, left out", flush=True)
-            continue
+    for cohort, table in cohort_tables(args.cache, args.cohorts, args.tag):
         print(cohort, flush=True)
         rows = run_cohort(table, args.splits, learners, args.workers)
         ref = {(r["split"], r["method"]): r["auc"] for r in signal["cohorts"].get(cohort, {}).get("records", [])}
