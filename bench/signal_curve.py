@@ -42,11 +42,12 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 
-def ridge_lr() -> Any:
-    """Median imputation, z-scoring and an L2 logistic regression with C chosen by 5-fold CV AUC."""
+def ridge_lr(*between: Any) -> Any:
+    """Median imputation, the ``between`` steps (none: nothing), z-scoring and an L2 logistic regression with C
+    chosen by 5-fold CV AUC over the ``extdense`` grid."""
     imputer = SimpleImputer(strategy="median", keep_empty_features=True)
     cv = LogisticRegressionCV(Cs=DENSE_CS, cv=5, scoring="roc_auc", max_iter=5000)
-    return make_pipeline(imputer, StandardScaler(), cv)
+    return make_pipeline(imputer, *between, StandardScaler(), cv)
 
 
 def curve(table: pd.DataFrame, splits: int, fractions: tuple[float, ...]) -> list[dict[str, Any]]:

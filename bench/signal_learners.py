@@ -51,7 +51,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench.grade_signal import DENSE_CS, ROOT, add_table_args, cohort_tables, machine_info, make_splits  # noqa: E402
+from bench.grade_signal import ROOT, add_table_args, cohort_tables, machine_info, make_splits  # noqa: E402
 from bench.signal_curve import ridge_lr  # noqa: E402
 from bench.signal_factors import ClipQuantiles, numeric  # noqa: E402
 from bench.signal_report import diff_stats, format_diff  # noqa: E402
@@ -167,13 +167,10 @@ def learner(name: str) -> Any:
     if name == "pca":
         model = make_pipeline(*_pre(), PCA(random_state=0), StandardScaler(), lr)
         return GridSearchCV(model, {"pca__n_components": [8, 16, 32, 64]}, cv=cv, scoring="roc_auc")
-    if name in ("ridge-clip", "ridge-quantile"):
-        imputer = SimpleImputer(strategy="median", keep_empty_features=True)
-        ridge = LogisticRegressionCV(Cs=DENSE_CS, cv=5, scoring="roc_auc", max_iter=5000)
-        if name == "ridge-clip":
-            return make_pipeline(imputer, ClipQuantiles(0.01), StandardScaler(), ridge)
-        normal = QuantileTransformer(n_quantiles=200, output_distribution="normal", random_state=0)
-        return make_pipeline(imputer, normal, StandardScaler(), ridge)
+    if name == "ridge-clip":
+        return ridge_lr(ClipQuantiles(0.01))
+    if name == "ridge-quantile":
+        return ridge_lr(QuantileTransformer(n_quantiles=200, output_distribution="normal", random_state=0))
     if name == "lightgbm":
         from rccgrade.models.classifiers import default_grid, make_classifier
 
