@@ -104,8 +104,7 @@ def cv_r2(
     steps: list[Any] = []
     if centers is not None:
         steps.append(ComBat(batches={str(k): str(v) for k, v in centers.items()}))
-    if clip > 0:  # q = 0 clips nothing: skip the quantiles of every column
-        steps.append(ClipQuantiles(clip))
+    steps.append(ClipQuantiles(clip))  # q = 0: a no-op that computes nothing
     pred = cross_val_predict(_ridge(*steps), x, target, cv=KFold(5, shuffle=True, random_state=seed))
     return float(1 - np.sum((target - pred) ** 2) / np.sum((target - target.mean()) ** 2))
 

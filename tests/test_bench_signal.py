@@ -359,3 +359,30 @@ def test_signal_learners_estimators_pass_check_estimator(name: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_estimator(getattr(signal_learners, name)())
+
+
+def test_signal_learners_summary_pairs_only_splits_both_sides_have() -> None:
+    """A reference missing on one split (absent from signal.json) is left out of the pairing, not turned into a
+    NaN mean; the differences are paired per split and pooled over cohorts."""
+    from bench.signal_learners import summary
+
+    frame = pd.DataFrame(
+        {
+            "cohort": ["a", "a", "b", "b"],
+            "ridge": [0.80, 0.70, 0.75, 0.60],
+            "lasso": [0.78, 0.74, 0.75, 0.50],
+            "plain": [0.70, np.nan, 0.80, 0.55],
+        }
+    )
+    got = summary(frame, ("ridge", "lasso"))
+    assert got["lasso"]["auc"] == {"a": pytest.approx(0.76), "b": pytest.approx(0.625)}
+    d = np.array([-0.02, 0.04, 0.0, -0.10])
+    assert got["lasso"]["vs ridge"] == {
+        "mean": pytest.approx(d.mean()),
+        "sd": pytest.approx(d.std(ddof=1)),
+        "lost": 2,
+        "n": 4,
+    }
+    assert got["ridge"]["vs plain"]["n"] == 3
+    assert got["ridge"]["vs plain"]["mean"] == pytest.approx(np.mean([0.10, -0.05, 0.05]))
+    assert "vs extg:combined" not in got["ridge"]
